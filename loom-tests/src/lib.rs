@@ -1,0 +1,1 @@
+//! Loom models of shmring live in `tests/`.

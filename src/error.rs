@@ -1,0 +1,353 @@
+//! Error types, one per operation family, shaped like `std::sync::mpsc` and crossbeam-channel:
+//! failed sends hand the message back; receive errors distinguish "nothing yet" from "end of
+//! stream"; setting up a ring has its own [`OpenError`] that names exactly what is wrong.
+//!
+//! `Debug` on the generic errors never requires `T: Debug` (the message is not printed).
+
+use std::fmt;
+use std::io;
+
+/// What was found wrong in memory that a peer can write. A ring that reports this is not used
+/// further by the handle that saw it: no read or write ever goes outside the mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} (found {found})")]
+pub struct Corruption {
+    /// What invariant was broken.
+    pub what: &'static str,
+    /// The offending value.
+    pub found: u64,
+}
+
+impl Corruption {
+    pub(crate) const fn new(what: &'static str, found: u64) -> Self {
+        Corruption { what, found }
+    }
+}
+
+macro_rules! debug_without_payload {
+    ($ty:ident { $($variant:ident $(($($field:ident),*))? $({ $($named:ident),* })?),* $(,)? }) => {
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                #[allow(unused_variables)]
+                match self {
+                    $( $ty::$variant $(($($field),*))? $({ $($named,)* .. })? => {
+                        let mut d = f.debug_struct(concat!(stringify!($ty), "::", stringify!($variant)));
+                        $($( d.field(stringify!($named), $named); )*)?
+                        d.finish_non_exhaustive()
+                    } )*
+                }
+            }
+        }
+    };
+}
+
+/// Error of a blocking send: the message is handed back.
+#[derive(thiserror::Error, PartialEq, Eq)]
+pub enum SendError<T> {
+    /// The receiving side closed or died: nobody will ever read the message (a broken pipe).
+    #[error("sending on a ring whose receiving side is gone")]
+    Disconnected(T),
+    /// The message is larger than the largest message the ring accepts.
+    #[error("message of {len} bytes exceeds the ring's maximum message size of {max} bytes")]
+    TooLarge {
+        /// The refused message.
+        msg: T,
+        /// Its length.
+        len: usize,
+        /// The ring's largest message.
+        max: usize,
+    },
+    /// The ring's shared state is corrupted.
+    #[error("ring corrupted: {what}")]
+    Corrupted {
+        /// The refused message.
+        msg: T,
+        /// What was wrong.
+        what: Corruption,
+    },
+}
+debug_without_payload!(SendError { Disconnected(m), TooLarge { len, max }, Corrupted { what } });
+
+/// Error of a non-blocking send: the message is handed back.
+#[derive(thiserror::Error, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// No room right now (the ring might not be full for long).
+    #[error("sending on a full ring")]
+    Full(T),
+    /// The receiving side closed or died.
+    #[error("sending on a ring whose receiving side is gone")]
+    Disconnected(T),
+    /// The message is larger than the largest message the ring accepts.
+    #[error("message of {len} bytes exceeds the ring's maximum message size of {max} bytes")]
+    TooLarge {
+        /// The refused message.
+        msg: T,
+        /// Its length.
+        len: usize,
+        /// The ring's largest message.
+        max: usize,
+    },
+    /// The ring's shared state is corrupted.
+    #[error("ring corrupted: {what}")]
+    Corrupted {
+        /// The refused message.
+        msg: T,
+        /// What was wrong.
+        what: Corruption,
+    },
+}
+debug_without_payload!(TrySendError { Full(m), Disconnected(m), TooLarge { len, max }, Corrupted { what } });
+
+/// Error of a send with a timeout: the message is handed back.
+#[derive(thiserror::Error, PartialEq, Eq)]
+pub enum SendTimeoutError<T> {
+    /// Still no room when the timeout passed.
+    #[error("timed out waiting for room in the ring")]
+    Timeout(T),
+    /// The receiving side closed or died.
+    #[error("sending on a ring whose receiving side is gone")]
+    Disconnected(T),
+    /// The message is larger than the largest message the ring accepts.
+    #[error("message of {len} bytes exceeds the ring's maximum message size of {max} bytes")]
+    TooLarge {
+        /// The refused message.
+        msg: T,
+        /// Its length.
+        len: usize,
+        /// The ring's largest message.
+        max: usize,
+    },
+    /// The ring's shared state is corrupted.
+    #[error("ring corrupted: {what}")]
+    Corrupted {
+        /// The refused message.
+        msg: T,
+        /// What was wrong.
+        what: Corruption,
+    },
+}
+debug_without_payload!(SendTimeoutError { Timeout(m), Disconnected(m), TooLarge { len, max }, Corrupted { what } });
+
+macro_rules! into_inner {
+    ($ty:ident: $($variant:ident),*) => {
+        impl<T> $ty<T> {
+            /// The message that could not be sent.
+            pub fn into_inner(self) -> T {
+                match self {
+                    $( $ty::$variant(m) => m, )*
+                    $ty::TooLarge { msg, .. } | $ty::Corrupted { msg, .. } => msg,
+                }
+            }
+
+            /// Whether the receiving side is gone.
+            pub fn is_disconnected(&self) -> bool {
+                matches!(self, $ty::Disconnected(_))
+            }
+        }
+    };
+}
+into_inner!(SendError: Disconnected);
+into_inner!(TrySendError: Full, Disconnected);
+into_inner!(SendTimeoutError: Timeout, Disconnected);
+
+impl<T> From<SendError<T>> for TrySendError<T> {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Disconnected(m) => TrySendError::Disconnected(m),
+            SendError::TooLarge { msg, len, max } => TrySendError::TooLarge { msg, len, max },
+            SendError::Corrupted { msg, what } => TrySendError::Corrupted { msg, what },
+        }
+    }
+}
+
+impl<T> From<SendError<T>> for SendTimeoutError<T> {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Disconnected(m) => SendTimeoutError::Disconnected(m),
+            SendError::TooLarge { msg, len, max } => SendTimeoutError::TooLarge { msg, len, max },
+            SendError::Corrupted { msg, what } => SendTimeoutError::Corrupted { msg, what },
+        }
+    }
+}
+
+macro_rules! into_io_error {
+    ($ty:ident: $($variant:ident => $kind:ident),*) => {
+        /// Lets `?` turn a failed send into an [`io::Error`] (the message is dropped):
+        /// `Disconnected` becomes `BrokenPipe`, as for a pipe whose reader is gone.
+        impl<T> From<$ty<T>> for io::Error {
+            fn from(e: $ty<T>) -> io::Error {
+                let kind = match &e {
+                    $( $ty::$variant(_) => io::ErrorKind::$kind, )*
+                    $ty::TooLarge { .. } => io::ErrorKind::InvalidInput,
+                    $ty::Corrupted { .. } => io::ErrorKind::InvalidData,
+                };
+                io::Error::new(kind, e.to_string())
+            }
+        }
+    };
+}
+into_io_error!(SendError: Disconnected => BrokenPipe);
+into_io_error!(TrySendError: Full => WouldBlock, Disconnected => BrokenPipe);
+into_io_error!(SendTimeoutError: Timeout => TimedOut, Disconnected => BrokenPipe);
+
+/// Error of a blocking receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The sending side closed or died and every message it sent has been received: end of
+    /// stream.
+    #[error("receiving on a ring whose sending side is gone and which is empty")]
+    Disconnected,
+    /// The ring's shared state is corrupted.
+    #[error("ring corrupted: {0}")]
+    Corrupted(Corruption),
+}
+
+/// Error of a non-blocking receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// Nothing to receive right now.
+    #[error("receiving on an empty ring")]
+    Empty,
+    /// End of stream.
+    #[error("receiving on a ring whose sending side is gone and which is empty")]
+    Disconnected,
+    /// The ring's shared state is corrupted.
+    #[error("ring corrupted: {0}")]
+    Corrupted(Corruption),
+}
+
+/// Error of a receive with a timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvTimeoutError {
+    /// Still nothing to receive when the timeout passed.
+    #[error("timed out waiting on an empty ring")]
+    Timeout,
+    /// End of stream.
+    #[error("receiving on a ring whose sending side is gone and which is empty")]
+    Disconnected,
+    /// The ring's shared state is corrupted.
+    #[error("ring corrupted: {0}")]
+    Corrupted(Corruption),
+}
+
+impl From<RecvError> for TryRecvError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => TryRecvError::Disconnected,
+            RecvError::Corrupted(c) => TryRecvError::Corrupted(c),
+        }
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => RecvTimeoutError::Disconnected,
+            RecvError::Corrupted(c) => RecvTimeoutError::Corrupted(c),
+        }
+    }
+}
+
+/// Error of [`WriteGrant::commit`](crate::spsc::WriteGrant::commit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// More bytes were committed than the grant holds; nothing was published.
+    #[error("cannot commit {len} bytes of a {granted}-byte grant")]
+    TooLong {
+        /// Bytes asked to commit.
+        len: usize,
+        /// Size of the grant.
+        granted: usize,
+    },
+    /// The receiving side is gone; the message was not published.
+    #[error("receiving side is gone")]
+    Disconnected,
+}
+
+/// Error of creating or opening a ring. Each case names what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The name breaks the POSIX shared-memory name rules.
+    #[error("invalid shared-memory name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The configuration cannot describe a ring.
+    #[error("invalid ring configuration: {0}")]
+    InvalidConfig(String),
+    /// No shared-memory object has this name.
+    #[error("no shared-memory object named {0:?}")]
+    NotFound(String),
+    /// Creating: an object with this name already exists (rings are created with `O_EXCL`).
+    #[error("a shared-memory object named {0:?} already exists")]
+    AlreadyExists(String),
+    /// The object's permissions do not allow this process to open it read-write.
+    #[error("permission denied opening {0:?}")]
+    PermissionDenied(String),
+    /// `/dev/shm` (or the memfd's memory) is full: the ring's memory could not be reserved.
+    #[error("not enough shared memory to reserve {bytes} bytes")]
+    NoSpace {
+        /// Bytes that were asked for.
+        bytes: u64,
+    },
+    /// The object does not start with the shmring magic: not a shmring ring.
+    #[error("not a shmring object (bad magic)")]
+    NotShmring,
+    /// The object is a ring of another layout version.
+    #[error("unsupported layout version {found} (this library reads version {expected})")]
+    UnsupportedVersion {
+        /// Version in the object.
+        found: u32,
+        /// Version this library reads.
+        expected: u32,
+    },
+    /// The object is a ring of another kind (SPSC vs MPMC).
+    #[error("wrong ring kind: object is {found}, expected {expected}")]
+    WrongKind {
+        /// Kind in the object.
+        found: &'static str,
+        /// Kind asked for.
+        expected: &'static str,
+    },
+    /// The object was created on a machine with another pointer width or word layout.
+    #[error("incompatible layout: {0}")]
+    Incompatible(&'static str),
+    /// The object is smaller than its header says the ring needs (truncated).
+    #[error("object is {actual} bytes, smaller than the {needed} bytes its geometry needs")]
+    TooSmall {
+        /// Real size (fstat).
+        actual: u64,
+        /// Size the header's geometry needs.
+        needed: u64,
+    },
+    /// The header's geometry is impossible.
+    #[error("bad ring geometry: {0}")]
+    BadGeometry(Corruption),
+    /// The creator has not finished initialising the ring within the bounded wait (or died
+    /// while doing so).
+    #[error("ring is still initialising after {0:?}")]
+    StillInitialising(std::time::Duration),
+    /// A participant found the ring corrupted and marked it unusable.
+    #[error("ring was marked poisoned")]
+    Poisoned,
+    /// The endpoint asked for (producer or consumer of an SPSC ring) is already attached.
+    #[error("the ring's {0} is already attached")]
+    EndpointTaken(&'static str),
+    /// The endpoint asked for was attached before and has closed; an SPSC end cannot be
+    /// reopened (like a pipe's).
+    #[error("the ring's {0} has already closed")]
+    EndpointClosed(&'static str),
+    /// Any other operating-system error, with its errno.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,78 @@
+//! # shmring
+//!
+//! Lock-free message rings in POSIX shared memory, for processes on one Linux host.
+//!
+//! A producer process and a consumer process exchange variable-length messages through a
+//! bounded ring laid out in a shared-memory object. The fast path makes no system call: the
+//! producer writes a record and publishes it with one Release store, the consumer reads it in
+//! place. A side that has nothing to do spins briefly and then sleeps on a futex; the other
+//! side enters the kernel to wake it only if it announced that it sleeps. Closing either end
+//! (or dying) gives the other end pipe-like errors: end of stream or broken pipe.
+//!
+//! ```
+//! use shmring::{spsc, Config};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let name = format!("/shmring-doc-{}", std::process::id());
+//! let mut tx = spsc::Producer::create(&name, Config::default().capacity(1 << 16))?;
+//!
+//! // The consumer normally lives in another process; it opens the ring by name.
+//! let child = std::thread::spawn({
+//!     let name = name.clone();
+//!     move || -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+//!         let mut rx = spsc::Consumer::open(&name)?;
+//!         let mut sum = 0;
+//!         while let Ok(msg) = rx.recv() {          // ends at end of stream
+//!             let mut word = [0u8; 8];
+//!             word.copy_from_slice(&msg[..8]);
+//!             sum += u64::from_le_bytes(word);
+//!         }
+//!         Ok(sum)
+//!     }
+//! });
+//!
+//! for i in 1..=100u64 {
+//!     // Blocks while the ring is full. A failed send hands the (borrowed) message back;
+//!     // `io::Error::from` drops it so `?` can carry the error out.
+//!     tx.send(&i.to_le_bytes()).map_err(std::io::Error::from)?;
+//! }
+//! let mut grant = tx.reserve(8)?;                 // or write in place
+//! grant.copy_from_slice(&1000u64.to_le_bytes());
+//! grant.commit(8)?;
+//! drop(tx);                                       // end of stream
+//!
+//! assert_eq!(child.join().unwrap().unwrap(), 5050 + 1000);
+//! shmring::unlink(&name)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! See the `spsc` module for the algorithm and its guarantees, and `examples/` for two real
+//! processes. Linux only.
+
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+compile_error!("shmring supports Linux only (it needs futex, memfd and /proc)");
+
+mod config;
+mod error;
+#[cfg(not(loom))]
+mod header;
+#[cfg(not(loom))]
+mod peer;
+#[cfg(not(loom))]
+mod segment;
+mod storage;
+mod sync;
+
+pub mod spsc;
+
+pub use config::Config;
+pub use error::{
+    CommitError, Corruption, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+#[cfg(not(loom))]
+pub use segment::{MAX_NAME_LEN, unlink, validate_name};
+pub use sync::waiter::{WaitStats, WaitStrategy};

@@ -1,0 +1,241 @@
+//! The shared-memory object: a named POSIX shm object or an anonymous memfd, sized, reserved
+//! and mapped.
+//!
+//! - Named objects are created with `shm_open(O_CREAT | O_EXCL | O_RDWR, mode)`: creating never
+//!   reuses an existing object, opening never creates one.
+//! - Creating reserves the memory with `fallocate`, so a full `/dev/shm` is an `ENOSPC` error
+//!   at creation instead of a `SIGBUS` on first touch.
+//! - Opening checks the object's real size (`fstat`) before mapping anything.
+//! - memfd objects are sealed against shrinking and growing, so no process holding the fd can
+//!   truncate the ring under another one. (Named POSIX objects cannot be sealed: any process
+//!   allowed to open one read-write can also truncate it; keep the mode at 0600.)
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{FallocateFlags, MemfdFlags, Mode, SealFlags};
+use rustix::io::Errno;
+use rustix::shm;
+
+use crate::error::OpenError;
+
+/// Longest name accepted, leading '/' included (`NAME_MAX`).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Checks a name against the POSIX shared-memory rules: one leading '/', no other '/', no NUL,
+/// not "/." or "/..", at most 255 bytes.
+///
+/// # Errors
+/// [`OpenError::InvalidName`] naming the rule that is broken.
+///
+/// ```
+/// assert!(shmring::validate_name("/orders").is_ok());
+/// assert!(shmring::validate_name("orders").is_err());
+/// assert!(shmring::validate_name("/a/b").is_err());
+/// ```
+pub fn validate_name(name: &str) -> Result<(), OpenError> {
+    let bad = |reason| {
+        Err(OpenError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if !name.starts_with('/') {
+        return bad("must start with '/'");
+    }
+    if name.len() < 2 {
+        return bad("must have at least one character after '/'");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("longer than 255 bytes");
+    }
+    if name[1..].contains('/') {
+        return bad("must not contain '/' after the first character");
+    }
+    if name.contains('\0') {
+        return bad("must not contain a NUL byte");
+    }
+    if name == "/." || name == "/.." {
+        return bad("must not be \".\" or \"..\"");
+    }
+    Ok(())
+}
+
+/// Removes the named shared-memory object. Processes that have it open keep using it; the name
+/// is free for a new ring at once (as `unlink(2)` for files).
+///
+/// # Errors
+/// [`OpenError::InvalidName`], [`OpenError::NotFound`], [`OpenError::PermissionDenied`], or
+/// [`OpenError::Io`].
+///
+/// ```
+/// use shmring::{spsc, Config};
+/// let name = format!("/shmring-doc-unlink-{}", std::process::id());
+/// let tx = spsc::Producer::create(&name, &Config::default())?;
+/// shmring::unlink(&name)?;
+/// assert!(matches!(shmring::unlink(&name), Err(shmring::OpenError::NotFound(_))));
+/// # drop(tx);
+/// # Ok::<(), shmring::OpenError>(())
+/// ```
+pub fn unlink(name: &str) -> Result<(), OpenError> {
+    validate_name(name)?;
+    shm::unlink(name).map_err(|e| map_errno(e, name, "shm_unlink"))
+}
+
+pub(crate) fn map_errno(e: Errno, name: &str, context: &'static str) -> OpenError {
+    match e {
+        Errno::NOENT => OpenError::NotFound(name.to_owned()),
+        Errno::EXIST => OpenError::AlreadyExists(name.to_owned()),
+        Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied(name.to_owned()),
+        Errno::NAMETOOLONG | Errno::INVAL => OpenError::InvalidName {
+            name: name.to_owned(),
+            reason: "rejected by the system",
+        },
+        e => OpenError::Io {
+            context,
+            source: e.into(),
+        },
+    }
+}
+
+/// A mapped shared-memory object. Unmapped (and the fd closed) on drop; a named object's name
+/// is removed only by [`unlink`] or [`Segment::unlink_on_drop`].
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Keeps the mapping alive (unmapped on drop); accessed through `base`.
+    _map: MmapRaw,
+    base: NonNull<u8>,
+    fd: OwnedFd,
+    /// Size of the object when it was mapped; the mapping covers exactly this.
+    len: u64,
+}
+
+impl Segment {
+    /// Creates a named object of `len` bytes (exclusive), reserves and maps it.
+    pub(crate) fn create(name: &str, len: u64, mode: u32) -> Result<Segment, OpenError> {
+        validate_name(name)?;
+        let fd = shm::open(
+            name,
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| map_errno(e, name, "shm_open"))?;
+        // From here on a failure must not leave the half-made object behind.
+        let cleanup = UnlinkOnError(name);
+        let seg = Self::size_and_map(fd, len)?;
+        std::mem::forget(cleanup);
+        Ok(seg)
+    }
+
+    /// Creates an anonymous object on a memfd, sealed against resizing.
+    pub(crate) fn create_anonymous(len: u64) -> Result<Segment, OpenError> {
+        let fd =
+            rustix::fs::memfd_create("shmring", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+                .map_err(|e| io_err("memfd_create", e))?;
+        let seg = Self::size_and_map(fd, len)?;
+        rustix::fs::fcntl_add_seals(
+            &seg.fd,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )
+        .map_err(|e| io_err("fcntl(F_ADD_SEALS)", e))?;
+        Ok(seg)
+    }
+
+    fn size_and_map(fd: OwnedFd, len: u64) -> Result<Segment, OpenError> {
+        rustix::fs::ftruncate(&fd, len).map_err(|e| match e {
+            Errno::FBIG | Errno::NOSPC => OpenError::NoSpace { bytes: len },
+            e => io_err("ftruncate", e),
+        })?;
+        match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
+            Ok(()) => {}
+            Err(Errno::NOSPC) => return Err(OpenError::NoSpace { bytes: len }),
+            // Filesystems without fallocate: the memory is then reserved on first touch.
+            Err(Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(io_err("fallocate", e)),
+        }
+        Self::map(fd, len)
+    }
+
+    /// Opens an existing named object and maps all of it, after checking it holds at least
+    /// `min_len` bytes.
+    pub(crate) fn open(name: &str, min_len: u64) -> Result<Segment, OpenError> {
+        validate_name(name)?;
+        let fd = shm::open(name, shm::OFlags::RDWR, Mode::empty())
+            .map_err(|e| map_errno(e, name, "shm_open"))?;
+        Self::from_owned_fd(fd, min_len)
+    }
+
+    /// Maps an object given by an fd (e.g. a memfd received over a Unix socket or inherited
+    /// across `fork`/`exec`).
+    pub(crate) fn from_owned_fd(fd: OwnedFd, min_len: u64) -> Result<Segment, OpenError> {
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
+        let len = u64::try_from(st.st_size).unwrap_or(0);
+        if len < min_len {
+            return Err(OpenError::TooSmall {
+                actual: len,
+                needed: min_len,
+            });
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: u64) -> Result<Segment, OpenError> {
+        let map_len = usize::try_from(len)
+            .map_err(|_| OpenError::InvalidConfig(format!("{len} bytes do not fit in memory")))?;
+        let map = MmapOptions::new()
+            .len(map_len)
+            .map_raw(&fd)
+            .map_err(|source| OpenError::Io {
+                context: "mmap",
+                source,
+            })?;
+        let base = NonNull::new(map.as_mut_ptr()).ok_or(OpenError::Io {
+            context: "mmap",
+            source: std::io::Error::other("null mapping"),
+        })?;
+        Ok(Segment {
+            _map: map,
+            base,
+            fd,
+            len,
+        })
+    }
+
+    /// Base of the mapping (page aligned).
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The object's file descriptor.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+struct UnlinkOnError<'a>(&'a str);
+
+impl Drop for UnlinkOnError<'_> {
+    fn drop(&mut self) {
+        let _ = shm::unlink(self.0);
+    }
+}
+
+pub(crate) fn io_err(context: &'static str, e: Errno) -> OpenError {
+    OpenError::Io {
+        context,
+        source: e.into(),
+    }
+}
+
+// SAFETY: `base` points into `map`, which is owned by the segment and lives as long as it; the
+// segment itself never dereferences it. Concurrent access to the mapped bytes is governed by
+// the ring protocols, not by this type.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `&Segment` only hands out the pointer and the fd.
+unsafe impl Sync for Segment {}

@@ -1,0 +1,1475 @@
+//! Single-producer single-consumer ring of variable-length messages.
+//!
+//! # Algorithm
+//!
+//! The data region is `capacity` bytes (a power of two). Two indices count bytes and only grow:
+//! `tail` (written by the producer: bytes published) and `head` (written by the consumer: bytes
+//! released). `tail - head` bytes are in use; the position of an index is `index & (capacity -
+//! 1)`. Each side keeps its own index in private memory and a cached copy of the other side's,
+//! which it reloads only when the cache says the ring is full (producer) or empty (consumer),
+//! so in steady state each side touches the other's cache line once per batch, not per
+//! message.
+//!
+//! A message is a record: an 8-byte header word (payload length in the low 32 bits, flags in
+//! the high bits) followed by the payload, padded to 8 bytes. Every record is one contiguous
+//! slice of the region: when a record does not fit before the end of the region, the producer
+//! first writes a *padding record* (flag `PAD`) that covers the rest of the region and puts
+//! the record at position 0. Padding was chosen over mapping the region twice back to back
+//! because it works unchanged on the heap (and therefore under loom) and needs no second
+//! mapping per process; its cost is that a message may be at most `capacity / 2 - 8` bytes,
+//! which guarantees that a record plus padding always fits in an empty ring.
+//!
+//! Publishing: the producer writes the record (and padding) into free space, then stores the
+//! new `tail` with Release; the consumer loads `tail` with Acquire before it reads a record.
+//! Releasing: the consumer stores the new `head` with Release after it is done with a record;
+//! the producer loads `head` with Acquire before it reuses that space.
+//!
+//! Everything read from shared memory is checked before use: `tail - head` must lie within
+//! `0..=capacity`, a record's length within the ring's maximum and within the published bytes,
+//! a padding record must end exactly at the end of the region. A violation is reported as
+//! [`Corruption`](crate::Corruption) and the handle stops using the ring; nothing is read or
+//! written outside the region.
+//!
+//! Blocking uses two [`EventCount`]s (`readable`, `writable`), see `sync::waiter`.
+//!
+//! # Ends of the stream
+//!
+//! Like a pipe: when the producer closes (or is dropped, or dies), the consumer receives what
+//! is left and then gets `Disconnected`. When the consumer closes (or dies), sends fail with
+//! `Disconnected` and hand the message back. A peer that dies without closing is noticed by a
+//! blocked waiter within [`SLICE`](crate::sync::waiter::SLICE) of sleep (a few hundred
+//! milliseconds at most), by checking the pid and start time recorded in the endpoint table.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{
+    CommitError, Corruption, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+use crate::storage::Storage;
+use crate::sync::region::Region;
+use crate::sync::waiter::{EventCount, Poll, WaitStats, WaitStrategy};
+use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering};
+
+#[cfg(not(loom))]
+use crate::error::OpenError;
+#[cfg(not(loom))]
+use crate::header::{self, Geometry, Kind, KindRules, ROLE_CONSUMER, ROLE_PRODUCER};
+
+/// Endpoint-table slot of the producer.
+const PRODUCER_SLOT: usize = 0;
+/// Endpoint-table slot of the consumer.
+const CONSUMER_SLOT: usize = 1;
+
+/// Flag bit of a padding record's header word.
+const PAD: u64 = 1 << 63;
+/// Bytes of a record header.
+const RECORD_HEADER: u64 = 8;
+/// Smallest capacity: room for two of the smallest records.
+pub const MIN_CAPACITY: usize = 32;
+/// Largest capacity (1 TiB).
+pub const MAX_CAPACITY: usize = 1 << 40;
+
+/// Size of the record holding a `len`-byte payload.
+#[inline]
+fn record_size(len: u64) -> u64 {
+    RECORD_HEADER + ((len + 7) & !7)
+}
+
+/// Largest payload a ring of `capacity` bytes can always take.
+pub const fn max_message_for(capacity: usize) -> usize {
+    (capacity / 2).saturating_sub(RECORD_HEADER as usize)
+}
+
+/// The producer's cache line.
+#[repr(C, align(128))]
+#[derive(Debug)]
+struct ProducerLine {
+    /// Bytes published so far. Written only by the producer (Release); read by the consumer
+    /// (Acquire) when its cached copy says the ring is empty.
+    tail: AtomicU64,
+}
+
+/// The consumer's cache line.
+#[repr(C, align(128))]
+#[derive(Debug)]
+struct ConsumerLine {
+    /// Bytes released so far. Written only by the consumer (Release); read by the producer
+    /// (Acquire) when its cached copy says the ring is full.
+    head: AtomicU64,
+}
+
+/// Rarely written words: the wait channels and the closed flags.
+#[repr(C, align(128))]
+#[derive(Debug)]
+struct WaitLine {
+    /// The consumer waits here for records; the producer notifies after publishing.
+    readable: EventCount,
+    /// The producer waits here for space; the consumer notifies after releasing.
+    writable: EventCount,
+    /// Non-zero once the producer closed (or was found dead). Written with Release after the
+    /// producer's last publish.
+    producer_closed: AtomicU32,
+    /// Non-zero once the consumer closed (or was found dead).
+    consumer_closed: AtomicU32,
+}
+
+/// The SPSC control block: three cache lines. In shared memory it sits right after the
+/// header page; all-zero bytes are its initial state.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Control {
+    producer: ProducerLine,
+    consumer: ConsumerLine,
+    wait: WaitLine,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(offset_of!(Control, producer) == 0);
+    assert!(offset_of!(Control, consumer) == 128);
+    assert!(offset_of!(Control, wait) == 256);
+    assert!(size_of::<Control>() == 384);
+    assert!(size_of::<EventCount>() == 8);
+};
+
+impl Control {
+    fn new() -> Control {
+        Control {
+            producer: ProducerLine {
+                tail: AtomicU64::new(0),
+            },
+            consumer: ConsumerLine {
+                head: AtomicU64::new(0),
+            },
+            wait: WaitLine {
+                readable: EventCount::new(),
+                writable: EventCount::new(),
+                producer_closed: AtomicU32::new(0),
+                consumer_closed: AtomicU32::new(0),
+            },
+        }
+    }
+}
+
+#[cfg(not(loom))]
+struct SpscRules;
+
+#[cfg(not(loom))]
+impl KindRules for SpscRules {
+    const KIND: Kind = Kind::Spsc;
+    const CONTROL_SIZE: u64 = std::mem::size_of::<Control>() as u64;
+
+    fn data_len(capacity: u64, slot_size: u32, max_message: u32) -> Result<u64, Corruption> {
+        check_geometry(capacity, u64::from(max_message))?;
+        if slot_size != 0 {
+            return Err(Corruption::new(
+                "an SPSC ring has no slot size",
+                u64::from(slot_size),
+            ));
+        }
+        Ok(capacity)
+    }
+}
+
+pub(crate) fn check_geometry(capacity: u64, max_message: u64) -> Result<(), Corruption> {
+    if !capacity.is_power_of_two() {
+        return Err(Corruption::new("capacity must be a power of two", capacity));
+    }
+    if capacity < MIN_CAPACITY as u64 || capacity > MAX_CAPACITY as u64 {
+        return Err(Corruption::new(
+            "capacity must lie in 32 bytes ..= 1 TiB",
+            capacity,
+        ));
+    }
+    let limit = (max_message_for(capacity as usize) as u64).min(u64::from(u32::MAX));
+    if max_message == 0 || max_message > limit {
+        return Err(Corruption::new(
+            "max message must lie in 1 ..= capacity / 2 - 8 (and below 4 GiB)",
+            max_message,
+        ));
+    }
+    Ok(())
+}
+
+/// What both handles know about the ring: where it is and its validated shape.
+#[derive(Debug)]
+struct Ring {
+    ctrl: NonNull<Control>,
+    region: Region,
+    capacity: u64,
+    max_message: u64,
+    storage: Storage,
+}
+
+impl Ring {
+    #[inline]
+    fn ctrl(&self) -> &Control {
+        // SAFETY: `ctrl` points to a control block inside memory that `storage` keeps alive
+        // for as long as this `Ring`; it holds only atomics, valid for any bit pattern.
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    #[inline]
+    fn mask(&self) -> u64 {
+        self.capacity - 1
+    }
+}
+
+/// A heap ring's memory (in-process channels and loom models).
+struct HeapRing {
+    ctrl: Box<Control>,
+    data: Box<[std::cell::UnsafeCell<u64>]>,
+    #[cfg(loom)]
+    cells: Box<[loom::cell::UnsafeCell<()>]>,
+}
+
+impl fmt::Debug for HeapRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeapRing")
+            .field("bytes", &(self.data.len() * 8))
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the data words are accessed only through `Region` under the ring protocol, which
+// gives each byte a single owner at a time (producer for free space, consumer for published
+// records); the control block is atomics.
+unsafe impl Sync for HeapRing {}
+// SAFETY: as above; nothing in it is tied to a thread.
+unsafe impl Send for HeapRing {}
+impl crate::storage::HeapOwner for HeapRing {}
+
+/// Creates an in-process ring on the heap, for two threads.
+///
+/// # Errors
+/// [`InvalidConfig`](crate::OpenError::InvalidConfig) when the configuration describes no
+/// valid ring (under loom the function panics instead, as loom models are test code).
+///
+/// ```
+/// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default().capacity(4096))?;
+/// let t = std::thread::spawn(move || {
+///     for i in 0u32..1000 {
+///         tx.send(&i.to_le_bytes()).unwrap();
+///     }
+/// });
+/// let mut n = 0u32;
+/// while let Ok(msg) = rx.recv() {
+///     assert_eq!(*msg, n.to_le_bytes());
+///     n += 1;
+/// }
+/// assert_eq!(n, 1000);
+/// t.join().unwrap();
+/// # Ok::<(), shmring::OpenError>(())
+/// ```
+#[cfg(not(loom))]
+pub fn channel(config: &Config) -> Result<(Producer, Consumer), crate::OpenError> {
+    let (capacity, max_message) = config.spsc_geometry()?;
+    Ok(heap_channel(capacity, max_message, config.wait_strategy))
+}
+
+/// Creates an in-process ring on the heap (loom build: the configuration must be valid).
+#[cfg(loom)]
+pub fn channel(config: &Config) -> (Producer, Consumer) {
+    let (capacity, max_message) = config
+        .spsc_geometry()
+        .expect("loom models use valid configurations");
+    heap_channel(capacity, max_message, config.wait_strategy)
+}
+
+fn heap_channel(capacity: u64, max_message: u64, strategy: WaitStrategy) -> (Producer, Consumer) {
+    let words = (capacity / 8) as usize;
+    let heap = HeapRing {
+        ctrl: Box::new(Control::new()),
+        data: (0..words).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+        #[cfg(loom)]
+        cells: (0..words)
+            .map(|_| loom::cell::UnsafeCell::new(()))
+            .collect(),
+    };
+    let ctrl = NonNull::from(&*heap.ctrl);
+    // SAFETY: `data` is `words` 8-byte-aligned words owned by `heap`, which the Arc below keeps
+    // alive as long as any handle; the boxes never move their contents.
+    let region = unsafe {
+        let ptr = NonNull::new_unchecked(heap.data.as_ptr() as *mut u8);
+        #[cfg(not(loom))]
+        let region = Region::new(ptr, capacity as usize);
+        #[cfg(loom)]
+        let region = Region::new(
+            ptr,
+            capacity as usize,
+            NonNull::new_unchecked(heap.cells.as_ptr() as *mut loom::cell::UnsafeCell<()>),
+        );
+        region
+    };
+    let storage = Storage::Heap {
+        _owner: std::sync::Arc::new(heap),
+    };
+    let ring = |storage: Storage| Ring {
+        ctrl,
+        region,
+        capacity,
+        max_message,
+        storage,
+    };
+    (
+        Producer::new(ring(storage.clone()), strategy),
+        Consumer::new(ring(storage), strategy),
+    )
+}
+
+#[cfg(not(loom))]
+fn create_ring(
+    name: Option<&str>,
+    config: &Config,
+    slot: usize,
+    role: u32,
+) -> Result<Ring, OpenError> {
+    let (capacity, max_message) = config.spsc_geometry()?;
+    let g = Geometry::new::<SpscRules>(capacity, 0, max_message as u32, 2)
+        .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
+    // The control block of a fresh object is all zeros, its initial state.
+    let seg = crate::storage::create_shm::<SpscRules>(name, &g, config.mode, slot, role, |_| {})?;
+    Ok(shm_ring(seg, &g))
+}
+
+#[cfg(not(loom))]
+fn shm_ring(seg: std::sync::Arc<crate::segment::Segment>, g: &Geometry) -> Ring {
+    let (ctrl, region) = crate::storage::shm_parts::<Control>(&seg, g);
+    Ring {
+        ctrl,
+        region,
+        capacity: g.capacity,
+        max_message: u64::from(g.max_message),
+        storage: Storage::Shm(seg),
+    }
+}
+
+/// Attaches this process as the endpoint `slot` of an opened ring.
+#[cfg(not(loom))]
+fn attach(
+    (seg, g): (std::sync::Arc<crate::segment::Segment>, Geometry),
+    slot: usize,
+    role: u32,
+    what: &'static str,
+) -> Result<Ring, OpenError> {
+    let h = header::Header::of(&seg);
+    h.attach(slot, role, crate::peer::ProcessId::current())
+        .map_err(|state| {
+            if state == header::EP_CLOSED {
+                OpenError::EndpointClosed(what)
+            } else {
+                OpenError::EndpointTaken(what)
+            }
+        })?;
+    Ok(shm_ring(seg, &g))
+}
+
+/// The result of claiming space for a record.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    /// Bytes of padding before the record (0, or up to the end of the region).
+    pad: u64,
+    /// Region offset of the record header.
+    at: u64,
+    /// Payload bytes granted.
+    len: u64,
+}
+
+/// Why space could not be claimed.
+#[derive(Clone, Copy, Debug)]
+enum NoSpace {
+    Full,
+    Disconnected,
+    Corrupted(Corruption),
+}
+
+/// The sending end of an SPSC ring.
+///
+/// Not `Clone` and not `Sync`; methods take `&mut self` because the producer caches the
+/// consumer's index. It may be sent to another thread.
+pub struct Producer {
+    ring: Ring,
+    /// Our own index: bytes published (equal to the shared `tail`).
+    tail: u64,
+    /// Last value of the consumer's `head` we loaded; at most the real one.
+    head_cache: u64,
+    /// Set once corruption was found; every later call reports it.
+    broken: Option<Corruption>,
+    closed: bool,
+    strategy: WaitStrategy,
+    stats: WaitStats,
+}
+
+// SAFETY: the producer's raw pointers refer to memory kept alive by `ring.storage` (an Arc),
+// and only the producer writes the producer side of the ring; moving it to another thread does
+// not create a second producer.
+unsafe impl Send for Producer {}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.ring.capacity)
+            .field("max_message", &self.ring.max_message)
+            .field("tail", &self.tail)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    fn new(ring: Ring, strategy: WaitStrategy) -> Producer {
+        let tail = ring.ctrl().producer.tail.load(Ordering::Acquire);
+        let head_cache = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        Producer {
+            ring,
+            tail,
+            head_cache,
+            broken: None,
+            closed: false,
+            strategy,
+            stats: WaitStats::default(),
+        }
+    }
+
+    /// Creates a named ring (exclusively: an existing name is an error) and returns its
+    /// producer. The consumer opens it by name with [`Consumer::open`].
+    ///
+    /// # Errors
+    /// [`OpenError`]: invalid name or configuration, `AlreadyExists`, `PermissionDenied`,
+    /// `NoSpace`, or an OS error.
+    ///
+    /// ```
+    /// use shmring::{spsc, Config};
+    /// let name = format!("/shmring-doc-create-{}", std::process::id());
+    /// let mut tx = spsc::Producer::create(&name, Config::default().capacity(1 << 16))?;
+    /// let mut rx = spsc::Consumer::open(&name)?; // normally in another process
+    /// shmring::unlink(&name)?;                   // the name can go once both are attached
+    /// tx.send(b"hello")?;
+    /// assert_eq!(&*rx.recv()?, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create(
+        name: &str,
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Producer, OpenError> {
+        let config = config.borrow();
+        let ring = create_ring(Some(name), config, PRODUCER_SLOT, ROLE_PRODUCER)?;
+        Ok(Producer::new(ring, config.wait_strategy))
+    }
+
+    /// Opens the producer end of an existing named ring (created by [`Consumer::create`]).
+    ///
+    /// # Errors
+    /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
+    /// `UnsupportedVersion`, `WrongKind`, `TooSmall`, `BadGeometry`, `StillInitialising`,
+    /// `Poisoned`), or `EndpointTaken` / `EndpointClosed` if a producer already attached.
+    ///
+    /// ```
+    /// use shmring::{spsc, Config};
+    /// let name = format!("/shmring-doc-popen-{}", std::process::id());
+    /// let mut rx = spsc::Consumer::create(&name, Config::default())?;
+    /// let mut tx = spsc::Producer::open(&name)?;
+    /// shmring::unlink(&name)?;
+    /// assert!(matches!(spsc::Producer::open(&name), Err(shmring::OpenError::NotFound(_))));
+    /// tx.send(b"x")?;
+    /// assert_eq!(&*rx.recv()?, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Producer, OpenError> {
+        let opened = crate::storage::open_shm::<SpscRules>(name)?;
+        let ring = attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+        Ok(Producer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Attaches as the producer of a ring given by a file descriptor, such as the memfd of an
+    /// anonymous ring received over a Unix socket or inherited across `exec`.
+    ///
+    /// # Errors
+    /// As [`Producer::open`].
+    #[cfg(not(loom))]
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Producer, OpenError> {
+        let opened = crate::storage::open_fd::<SpscRules>(fd)?;
+        let ring = attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+        Ok(Producer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Creates an anonymous ring on a sealed memfd and returns its producer. Hand the fd
+    /// ([`Producer::fd`]) to another process, which attaches with [`Consumer::from_fd`].
+    ///
+    /// # Errors
+    /// As [`Producer::create`].
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use shmring::{spsc, Config};
+    /// let mut tx = spsc::Producer::create_anonymous(Config::default())?;
+    /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let mut rx = spsc::Consumer::from_fd(fd)?; // normally in another process
+    /// tx.send(b"over a memfd")?;
+    /// assert_eq!(&*rx.recv()?, b"over a memfd");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create_anonymous(
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Producer, OpenError> {
+        let config = config.borrow();
+        let ring = create_ring(None, config, PRODUCER_SLOT, ROLE_PRODUCER)?;
+        Ok(Producer::new(ring, config.wait_strategy))
+    }
+
+    /// The file descriptor of the shared-memory object (`None` for heap rings).
+    #[cfg(not(loom))]
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ring.storage.fd()
+    }
+
+    /// Capacity of the data region in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+
+    /// Largest message this ring accepts, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_message as usize
+    }
+
+    /// How blocked calls wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// How often this handle had to wait and sleep so far.
+    pub fn wait_stats(&self) -> WaitStats {
+        self.stats
+    }
+
+    /// Whether the consumer has closed (or was found dead). The consumer might close right
+    /// after this returns `false`.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring
+            .ctrl()
+            .wait
+            .consumer_closed
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// Tries to claim room for a record with a `len`-byte payload, without waiting.
+    #[inline]
+    fn try_claim(&mut self, len: u64) -> Result<Claim, NoSpace> {
+        if let Some(c) = self.broken {
+            return Err(NoSpace::Corrupted(c));
+        }
+        let ctrl = self.ring.ctrl();
+        if ctrl.wait.consumer_closed.load(Ordering::Acquire) != 0 {
+            return Err(NoSpace::Disconnected);
+        }
+        let cap = self.ring.capacity;
+        let pos = self.tail & self.ring.mask();
+        let rec = record_size(len);
+        let to_end = cap - pos;
+        let (pad, at) = if rec <= to_end { (0, pos) } else { (to_end, 0) };
+        let need = pad + rec;
+        #[cfg(not(shmring_mutant = "full_off_by_one"))]
+        let fits = |used: u64| need <= cap - used;
+        #[cfg(shmring_mutant = "full_off_by_one")]
+        let fits = |used: u64| need <= cap - used + 8;
+        if !fits(self.tail - self.head_cache) {
+            // SYNC POINT: Acquire pairs with the consumer's Release store of `head` in
+            // `Consumer::release`: the consumer is done with the bytes we are about to reuse.
+            #[cfg(not(shmring_mutant = "relaxed_head"))]
+            let head = ctrl.consumer.head.load(Ordering::Acquire);
+            #[cfg(shmring_mutant = "relaxed_head")]
+            let head = ctrl.consumer.head.load(Ordering::Relaxed);
+            let used = self.tail.wrapping_sub(head);
+            if head < self.head_cache || used > cap || used % 8 != 0 {
+                return Err(NoSpace::Corrupted(
+                    self.corrupt(Corruption::new("consumer index out of range", head)),
+                ));
+            }
+            self.head_cache = head;
+            if !fits(used) {
+                return Err(NoSpace::Full);
+            }
+        }
+        Ok(Claim { pad, at, len })
+    }
+
+    #[cold]
+    fn corrupt(&mut self, c: Corruption) -> Corruption {
+        self.broken = Some(c);
+        self.ring.storage.poison();
+        c
+    }
+
+    /// Checks the size, then claims room, waiting per the strategy up to `deadline`.
+    fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Claim, ClaimError> {
+        if len as u64 > self.ring.max_message {
+            return Err(ClaimError::TooLarge {
+                len,
+                max: self.ring.max_message as usize,
+            });
+        }
+        let len = len as u64;
+        let first = match self.try_claim(len) {
+            Ok(c) => return Ok(c),
+            Err(NoSpace::Full) => deadline,
+            Err(NoSpace::Disconnected) => return Err(ClaimError::Disconnected),
+            Err(NoSpace::Corrupted(c)) => return Err(ClaimError::Corrupted(c)),
+        };
+        self.claim_slow(len, first)
+    }
+
+    #[cold]
+    fn claim_slow(&mut self, len: u64, deadline: Deadline) -> Result<Claim, ClaimError> {
+        // The wait channel lives in the shared control block, not in `self`.
+        let ctrl = self.ring.ctrl;
+        // SAFETY: as `Ring::ctrl`: the control block outlives `self.ring.storage`.
+        let writable = unsafe { &ctrl.as_ref().wait.writable };
+        let storage = self.ring.storage.clone();
+        let strategy = self.strategy;
+        let mut stats = self.stats;
+        let result = writable.wait(
+            strategy,
+            deadline,
+            &mut stats,
+            || match self.try_claim(len) {
+                Ok(c) => Poll::Ready(Ok(c)),
+                Err(NoSpace::Full) => Poll::Pending,
+                Err(NoSpace::Disconnected) => Poll::Ready(Err(ClaimError::Disconnected)),
+                Err(NoSpace::Corrupted(c)) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+            },
+            || {
+                if storage.endpoint_gone(CONSUMER_SLOT) {
+                    // The consumer died without closing: close for it (and tell any other
+                    // waiter), then the next poll reports the disconnect.
+                    // SAFETY: as above.
+                    let w = unsafe { &ctrl.as_ref().wait };
+                    w.consumer_closed.store(1, Ordering::Release);
+                }
+                Poll::Pending
+            },
+        );
+        self.stats = stats;
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(ClaimError::Timeout),
+        }
+    }
+
+    /// Publishes a claimed record with a `len`-byte payload (`len <= claim.len`).
+    #[inline]
+    fn publish(&mut self, claim: Claim, len: u64) {
+        let region = self.ring.region;
+        let mask = self.ring.mask();
+        if claim.pad != 0 {
+            // SAFETY: the padding starts at our tail's position, which is 8-byte aligned and
+            // inside free space that `try_claim` found room for.
+            unsafe {
+                region.write_u64(
+                    (self.tail & mask) as usize,
+                    PAD | (claim.pad - RECORD_HEADER),
+                )
+            };
+        }
+        // SAFETY: `claim.at` is an aligned record position inside the claimed free space.
+        unsafe { region.write_u64(claim.at as usize, len) };
+        region.track_write(claim.at as usize + 8, len as usize);
+        self.tail += claim.pad + record_size(len);
+        let ctrl = self.ring.ctrl();
+        // SYNC POINT: Release pairs with the consumer's Acquire load of `tail` in
+        // `Consumer::peek`: the record (header and payload) is visible before the index.
+        #[cfg(not(shmring_mutant = "relaxed_tail"))]
+        ctrl.producer.tail.store(self.tail, Ordering::Release);
+        #[cfg(shmring_mutant = "relaxed_tail")]
+        ctrl.producer.tail.store(self.tail, Ordering::Relaxed);
+        ctrl.wait.readable.notify();
+    }
+
+    /// Sends a message, waiting while the ring is full.
+    ///
+    /// # Errors
+    /// [`SendError::Disconnected`] if the consumer is gone, [`SendError::TooLarge`] if the
+    /// message exceeds [`max_message`](Producer::max_message); both hand the message back.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.send(b"ping")?;
+    /// drop(rx);
+    /// let err = tx.send(b"lost?").unwrap_err();
+    /// assert!(err.is_disconnected());
+    /// assert_eq!(err.into_inner(), b"lost?");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        match self.claim(msg.len(), Deadline::never()) {
+            Ok(claim) => {
+                self.write_and_publish(claim, msg);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send(msg)),
+        }
+    }
+
+    /// Sends a message if there is room now.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] if there is no room right now (the ring might not be full for
+    /// long), otherwise as [`send`](Producer::send). The message is handed back.
+    ///
+    /// ```
+    /// use shmring::{spsc, Config, TrySendError};
+    /// let (mut tx, _rx) = spsc::channel(&Config::default().capacity(64))?;
+    /// tx.try_send(&[1; 24])?; // 32-byte record
+    /// tx.try_send(&[2; 24])?; // the ring is now full
+    /// assert!(matches!(tx.try_send(&[3; 24]), Err(TrySendError::Full(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+        if msg.len() as u64 > self.ring.max_message {
+            return Err(ClaimError::TooLarge {
+                len: msg.len(),
+                max: self.ring.max_message as usize,
+            }
+            .into_try_send(msg));
+        }
+        match self.try_claim(msg.len() as u64) {
+            Ok(claim) => {
+                self.write_and_publish(claim, msg);
+                Ok(())
+            }
+            Err(NoSpace::Full) => Err(TrySendError::Full(msg)),
+            Err(NoSpace::Disconnected) => Err(TrySendError::Disconnected(msg)),
+            Err(NoSpace::Corrupted(what)) => Err(TrySendError::Corrupted { msg, what }),
+        }
+    }
+
+    /// Sends a message, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] if there was still no room, otherwise as
+    /// [`send`](Producer::send). The message is handed back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmring::{spsc, Config, SendTimeoutError};
+    /// let (mut tx, _rx) = spsc::channel(&Config::default().capacity(32))?;
+    /// tx.send(&[0; 8])?;
+    /// tx.send(&[0; 8])?;
+    /// let e = tx.send_timeout(&[0; 8], Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(e, SendTimeoutError::Timeout(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_timeout<'m>(
+        &mut self,
+        msg: &'m [u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<&'m [u8]>> {
+        match self.claim(msg.len(), Deadline::after(timeout)) {
+            Ok(claim) => {
+                self.write_and_publish(claim, msg);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send_timeout(msg)),
+        }
+    }
+
+    #[inline]
+    fn write_and_publish(&mut self, claim: Claim, msg: &[u8]) {
+        // SAFETY: the payload range follows the claimed record header, inside the claimed
+        // free space, which only the producer touches until it is published.
+        let dst = unsafe { self.ring.region.slice_mut(claim.at as usize + 8, msg.len()) };
+        dst.copy_from_slice(msg);
+        self.publish(claim, msg.len() as u64);
+    }
+
+    /// Reserves room for a message of up to `len` bytes and returns it for writing in place
+    /// (zero copy); waits while the ring is full. Nothing is published until
+    /// [`WriteGrant::commit`]; dropping the grant publishes nothing.
+    ///
+    /// The grant's bytes hold whatever the region held before (old messages), not zeros.
+    ///
+    /// # Errors
+    /// As [`send`](Producer::send) (the handed-back value is `()`).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let mut g = tx.reserve(64)?;
+    /// let n = {
+    ///     use std::io::Write;
+    ///     let mut w = &mut g[..];
+    ///     write!(w, "written in place").unwrap();
+    ///     64 - w.len()
+    /// };
+    /// g.commit(n)?;
+    /// assert_eq!(&*rx.recv()?, b"written in place");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError<()>> {
+        let claim = self
+            .claim(len, Deadline::never())
+            .map_err(|e| e.into_send(()))?;
+        Ok(self.grant(claim))
+    }
+
+    /// Reserves room for up to `len` bytes if there is room now.
+    ///
+    /// # Errors
+    /// As [`try_send`](Producer::try_send).
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError<()>> {
+        if len as u64 > self.ring.max_message {
+            return Err(ClaimError::TooLarge {
+                len,
+                max: self.ring.max_message as usize,
+            }
+            .into_try_send(()));
+        }
+        match self.try_claim(len as u64) {
+            Ok(claim) => Ok(self.grant(claim)),
+            Err(NoSpace::Full) => Err(TrySendError::Full(())),
+            Err(NoSpace::Disconnected) => Err(TrySendError::Disconnected(())),
+            Err(NoSpace::Corrupted(what)) => Err(TrySendError::Corrupted { msg: (), what }),
+        }
+    }
+
+    /// Reserves room for up to `len` bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Producer::send_timeout).
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteGrant<'_>, SendTimeoutError<()>> {
+        let claim = self
+            .claim(len, Deadline::after(timeout))
+            .map_err(|e| e.into_send_timeout(()))?;
+        Ok(self.grant(claim))
+    }
+
+    fn grant(&mut self, claim: Claim) -> WriteGrant<'_> {
+        // SAFETY: the payload range lies in claimed free space (see `try_claim`), exclusively
+        // ours until published; the grant borrows `self` mutably, so no second claim can
+        // overlap it.
+        let buf = unsafe {
+            self.ring
+                .region
+                .slice_mut(claim.at as usize + 8, claim.len as usize)
+        };
+        WriteGrant {
+            producer: self,
+            claim,
+            buf: NonNull::from(buf),
+        }
+    }
+
+    /// Closes the producer: the consumer receives what was sent, then `Disconnected`.
+    /// Dropping the producer does the same.
+    ///
+    /// ```
+    /// let (tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.close();
+    /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn close(mut self) {
+        self.close_inner();
+    }
+
+    fn close_inner(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let w = &self.ring.ctrl().wait;
+        // SYNC POINT: Release after our last publish: a consumer that sees the flag (Acquire)
+        // also sees the final tail.
+        w.producer_closed.store(1, Ordering::Release);
+        w.readable.notify_closed();
+        self.ring.storage.detach(PRODUCER_SLOT);
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.close_inner();
+    }
+}
+
+/// Why a claim failed (internal; converted into the public error of each call).
+#[derive(Debug)]
+enum ClaimError {
+    Timeout,
+    Disconnected,
+    TooLarge { len: usize, max: usize },
+    Corrupted(Corruption),
+}
+
+impl ClaimError {
+    fn into_send<T>(self, msg: T) -> SendError<T> {
+        match self {
+            // A wait without deadline never times out.
+            ClaimError::Timeout | ClaimError::Disconnected => SendError::Disconnected(msg),
+            ClaimError::TooLarge { len, max } => SendError::TooLarge { msg, len, max },
+            ClaimError::Corrupted(what) => SendError::Corrupted { msg, what },
+        }
+    }
+
+    fn into_try_send<T>(self, msg: T) -> TrySendError<T> {
+        match self {
+            ClaimError::Timeout => TrySendError::Full(msg),
+            other => other.into_send(msg).into(),
+        }
+    }
+
+    fn into_send_timeout<T>(self, msg: T) -> SendTimeoutError<T> {
+        match self {
+            ClaimError::Timeout => SendTimeoutError::Timeout(msg),
+            other => other.into_send(msg).into(),
+        }
+    }
+}
+
+/// Room in the ring, reserved for writing a message in place. Derefs to the reserved bytes.
+/// Publish with [`commit`](WriteGrant::commit); dropping the grant publishes nothing.
+pub struct WriteGrant<'a> {
+    producer: &'a mut Producer,
+    claim: Claim,
+    buf: NonNull<[u8]>,
+}
+
+impl fmt::Debug for WriteGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteGrant")
+            .field("len", &self.claim.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriteGrant<'_> {
+    /// Publishes the first `len` bytes of the grant as one message.
+    ///
+    /// # Errors
+    /// [`CommitError::TooLong`] if `len` exceeds the grant, [`CommitError::Disconnected`] if
+    /// the consumer went away meanwhile (nothing is published in either case).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let mut g = tx.reserve(8)?;
+    /// g[..3].copy_from_slice(b"abc");
+    /// assert!(g.commit(3).is_ok());
+    /// assert_eq!(&*rx.recv()?, b"abc");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit(self, len: usize) -> Result<(), CommitError> {
+        if len as u64 > self.claim.len {
+            return Err(CommitError::TooLong {
+                len,
+                granted: self.claim.len as usize,
+            });
+        }
+        let p = self.producer;
+        if p.ring.ctrl().wait.consumer_closed.load(Ordering::Acquire) != 0 {
+            return Err(CommitError::Disconnected);
+        }
+        p.publish(self.claim, len as u64);
+        Ok(())
+    }
+
+    /// Size of the grant in bytes.
+    pub fn len(&self) -> usize {
+        self.claim.len as usize
+    }
+
+    /// Whether the grant holds no bytes (a reservation of 0).
+    pub fn is_empty(&self) -> bool {
+        self.claim.len == 0
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `buf` is the claimed range, exclusively ours while the grant (which borrows
+        // the producer mutably) lives.
+        unsafe { self.buf.as_ref() }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `deref`; `&mut self` makes the access unique.
+        unsafe { self.buf.as_mut() }
+    }
+}
+
+/// Where the next record is, after validation.
+#[derive(Clone, Copy, Debug)]
+struct Peeked {
+    /// Region offset of the payload.
+    off: u64,
+    /// Payload length.
+    len: u64,
+    /// Bytes to release (padding + record).
+    advance: u64,
+}
+
+/// The receiving end of an SPSC ring.
+///
+/// Not `Clone` and not `Sync`; methods take `&mut self` because the consumer caches the
+/// producer's index. It may be sent to another thread.
+pub struct Consumer {
+    ring: Ring,
+    /// Our own index: bytes released (equal to the shared `head`).
+    head: u64,
+    /// Last value of the producer's `tail` we loaded; at most the real one.
+    tail_cache: u64,
+    broken: Option<Corruption>,
+    closed: bool,
+    strategy: WaitStrategy,
+    stats: WaitStats,
+}
+
+// SAFETY: as for `Producer`: the pointers refer to memory kept alive by `ring.storage`, and
+// moving the consumer does not create a second one.
+unsafe impl Send for Consumer {}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.ring.capacity)
+            .field("max_message", &self.ring.max_message)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    fn new(ring: Ring, strategy: WaitStrategy) -> Consumer {
+        let head = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        Consumer {
+            ring,
+            head,
+            tail_cache: head,
+            broken: None,
+            closed: false,
+            strategy,
+            stats: WaitStats::default(),
+        }
+    }
+
+    /// Creates a named ring (exclusively) and returns its consumer; the producer opens it with
+    /// [`Producer::open`].
+    ///
+    /// # Errors
+    /// As [`Producer::create`].
+    ///
+    /// ```
+    /// use shmring::{spsc, Config};
+    /// let name = format!("/shmring-doc-ccreate-{}", std::process::id());
+    /// let rx = spsc::Consumer::create(&name, Config::default())?;
+    /// assert!(matches!(
+    ///     spsc::Consumer::create(&name, Config::default()),
+    ///     Err(shmring::OpenError::AlreadyExists(_))
+    /// ));
+    /// shmring::unlink(&name)?;
+    /// # drop(rx);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create(
+        name: &str,
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Consumer, OpenError> {
+        let config = config.borrow();
+        let ring = create_ring(Some(name), config, CONSUMER_SLOT, ROLE_CONSUMER)?;
+        Ok(Consumer::new(ring, config.wait_strategy))
+    }
+
+    /// Opens the consumer end of an existing named ring (created by [`Producer::create`]).
+    ///
+    /// # Errors
+    /// As [`Producer::open`].
+    ///
+    /// ```
+    /// let missing = format!("/shmring-doc-missing-{}", std::process::id());
+    /// match shmring::spsc::Consumer::open(&missing) {
+    ///     Err(shmring::OpenError::NotFound(name)) => assert_eq!(name, missing),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// ```
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Consumer, OpenError> {
+        let opened = crate::storage::open_shm::<SpscRules>(name)?;
+        let ring = attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Attaches as the consumer of a ring given by a file descriptor (see
+    /// [`Producer::create_anonymous`]).
+    ///
+    /// # Errors
+    /// As [`Producer::open`].
+    #[cfg(not(loom))]
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Consumer, OpenError> {
+        let opened = crate::storage::open_fd::<SpscRules>(fd)?;
+        let ring = attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Capacity of the data region in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+
+    /// Largest message this ring accepts, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_message as usize
+    }
+
+    /// How blocked calls wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// How often this handle had to wait and sleep so far.
+    pub fn wait_stats(&self) -> WaitStats {
+        self.stats
+    }
+
+    /// Finds the next record, if one is published. Validates everything it reads.
+    #[inline]
+    fn peek(&mut self) -> Result<Option<Peeked>, Corruption> {
+        if let Some(c) = self.broken {
+            return Err(c);
+        }
+        if self.head == self.tail_cache {
+            // SYNC POINT: Acquire pairs with the producer's Release store of `tail` in
+            // `Producer::publish`: the records before `tail` are fully written.
+            let tail = self.ring.ctrl().producer.tail.load(Ordering::Acquire);
+            let used = tail.wrapping_sub(self.head);
+            if tail < self.tail_cache || used > self.ring.capacity || used % 8 != 0 {
+                return Err(self.corrupt(Corruption::new("producer index out of range", tail)));
+            }
+            self.tail_cache = tail;
+            if used == 0 {
+                return Ok(None);
+            }
+        }
+        let avail = self.tail_cache - self.head;
+        let cap = self.ring.capacity;
+        let region = self.ring.region;
+        let mut pos = self.head & self.ring.mask();
+        let mut skip = 0;
+        // SAFETY: `pos` is 8-byte aligned (indices advance by multiples of 8, checked above)
+        // and below capacity; the word is published (avail > 0).
+        let mut word = unsafe { region.read_u64(pos as usize) };
+        if word & PAD != 0 {
+            skip = cap - pos;
+            if word != PAD | (skip - RECORD_HEADER) || skip >= avail {
+                return Err(self.corrupt(Corruption::new("bad padding record", word)));
+            }
+            pos = 0;
+            // SAFETY: position 0 is aligned and published (avail > skip).
+            word = unsafe { region.read_u64(0) };
+        }
+        if word >> 32 != 0 {
+            return Err(self.corrupt(Corruption::new("bad record header", word)));
+        }
+        let len = word;
+        let rec = record_size(len);
+        if len > self.ring.max_message || rec > cap - pos || skip + rec > avail {
+            return Err(self.corrupt(Corruption::new("record length out of range", len)));
+        }
+        Ok(Some(Peeked {
+            off: pos + RECORD_HEADER,
+            len,
+            advance: skip + rec,
+        }))
+    }
+
+    #[cold]
+    fn corrupt(&mut self, c: Corruption) -> Corruption {
+        self.broken = Some(c);
+        self.ring.storage.poison();
+        c
+    }
+
+    /// `peek`, plus end-of-stream detection when nothing is there.
+    #[inline]
+    fn poll_record(&mut self) -> Poll<Result<Peeked, RecvError>> {
+        match self.peek() {
+            Ok(Some(p)) => Poll::Ready(Ok(p)),
+            Err(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+            Ok(None) => {
+                let w = &self.ring.ctrl().wait;
+                if w.producer_closed.load(Ordering::Acquire) == 0 {
+                    return Poll::Pending;
+                }
+                // The producer closed after its last publish; look once more, since that
+                // publish may have happened after our first look.
+                match self.peek() {
+                    Ok(Some(p)) => Poll::Ready(Ok(p)),
+                    Ok(None) => Poll::Ready(Err(RecvError::Disconnected)),
+                    Err(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, p: Peeked) -> Message<'_> {
+        // SAFETY: `p` was validated by `peek`: the payload lies inside the region and inside
+        // the published bytes, which the producer will not touch until we release them (the
+        // message borrows the consumer mutably, so release happens only on its drop).
+        let data = unsafe { self.ring.region.slice(p.off as usize, p.len as usize) };
+        Message {
+            consumer: self,
+            data: NonNull::from(data),
+            off: p.off as usize,
+            advance: p.advance,
+        }
+    }
+
+    /// Releases `advance` bytes (the record just read and any padding before it).
+    #[inline]
+    fn release(&mut self, advance: u64) {
+        self.head += advance;
+        let ctrl = self.ring.ctrl();
+        // SYNC POINT: Release pairs with the producer's Acquire load of `head` in
+        // `Producer::try_claim`: we are done reading before the space is reused.
+        ctrl.consumer.head.store(self.head, Ordering::Release);
+        ctrl.wait.writable.notify();
+    }
+
+    /// Receives the next message, waiting while the ring is empty. The returned guard derefs
+    /// to the payload, which stays in the ring (zero copy) until the guard is dropped.
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] once the producer is gone and everything it sent has been
+    /// received (end of stream).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.send(b"one")?;
+    /// tx.send(b"two")?;
+    /// drop(tx);
+    /// assert_eq!(&*rx.recv()?, b"one");
+    /// assert_eq!(&*rx.recv()?, b"two");
+    /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
+        match self.recv_deadline(Deadline::never()) {
+            Ok(p) => Ok(self.message(p)),
+            Err(RecvTimeoutError::Corrupted(c)) => Err(RecvError::Corrupted(c)),
+            // Without a deadline only end of stream ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Receives the next message if one is there.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing is there (more might arrive),
+    /// [`TryRecvError::Disconnected`] at end of stream.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// assert_eq!(rx.try_recv().unwrap_err(), shmring::TryRecvError::Empty);
+    /// tx.send(b"now")?;
+    /// assert_eq!(&*rx.try_recv()?, b"now");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
+        match self.poll_record() {
+            Poll::Ready(Ok(p)) => Ok(self.message(p)),
+            Poll::Ready(Err(e)) => Err(e.into()),
+            Poll::Pending => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] if nothing arrived in time, otherwise as
+    /// [`recv`](Consumer::recv).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let e = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
+    /// assert_eq!(e, shmring::RecvTimeoutError::Timeout);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
+        let p = self.recv_deadline(Deadline::after(timeout))?;
+        Ok(self.message(p))
+    }
+
+    fn recv_deadline(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
+        match self.poll_record() {
+            Poll::Ready(r) => return r.map_err(Into::into),
+            Poll::Pending => {}
+        }
+        self.recv_slow(deadline)
+    }
+
+    #[cold]
+    fn recv_slow(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
+        let ctrl = self.ring.ctrl;
+        // SAFETY: as `Ring::ctrl`: the control block outlives `self.ring.storage`.
+        let readable = unsafe { &ctrl.as_ref().wait.readable };
+        let storage = self.ring.storage.clone();
+        let strategy = self.strategy;
+        let mut stats = self.stats;
+        let result = readable.wait(
+            strategy,
+            deadline,
+            &mut stats,
+            || self.poll_record(),
+            || {
+                if storage.endpoint_gone(PRODUCER_SLOT) {
+                    // The producer died without closing: close for it; the next poll drains
+                    // what it published and then reports end of stream.
+                    // SAFETY: as above.
+                    let w = unsafe { &ctrl.as_ref().wait };
+                    w.producer_closed.store(1, Ordering::Release);
+                }
+                Poll::Pending
+            },
+        );
+        self.stats = stats;
+        match result {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// An iterator that receives messages (copied into `Vec`s) until end of stream.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// for w in ["a", "b", "c"] {
+    ///     tx.send(w.as_bytes())?;
+    /// }
+    /// drop(tx);
+    /// let all: Vec<Vec<u8>> = rx.iter().collect();
+    /// assert_eq!(all, [b"a", b"b", b"c"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter {
+            consumer: self,
+            error: None,
+        }
+    }
+
+    /// Whether the producer has closed (or was found dead). Messages may still be waiting.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring
+            .ctrl()
+            .wait
+            .producer_closed
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// Closes the consumer: later sends fail with `Disconnected`. Dropping does the same.
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// rx.close();
+    /// assert!(tx.send(b"x").unwrap_err().is_disconnected());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn close(mut self) {
+        self.close_inner();
+    }
+
+    fn close_inner(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let w = &self.ring.ctrl().wait;
+        w.consumer_closed.store(1, Ordering::Release);
+        w.writable.notify_closed();
+        self.ring.storage.detach(CONSUMER_SLOT);
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.close_inner();
+    }
+}
+
+/// A received message, still in the ring. Derefs to its payload; its space is released to
+/// the producer when the guard is dropped.
+pub struct Message<'a> {
+    consumer: &'a mut Consumer,
+    data: NonNull<[u8]>,
+    /// Region offset of the payload.
+    off: usize,
+    advance: u64,
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("len", &self.len()).finish()
+    }
+}
+
+impl Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload is published and not released while the guard lives.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl Drop for Message<'_> {
+    fn drop(&mut self) {
+        let c = &mut *self.consumer;
+        // Marks the end of our read for loom's race detector.
+        c.ring.region.track_read(self.off, self.data.len());
+        c.release(self.advance);
+    }
+}
+
+/// Iterator returned by [`Consumer::iter`]. Ends at end of stream, or at corruption (then
+/// [`Iter::error`] says what was wrong).
+#[derive(Debug)]
+pub struct Iter<'a> {
+    consumer: &'a mut Consumer,
+    error: Option<Corruption>,
+}
+
+impl Iter<'_> {
+    /// The corruption that ended the iteration, if any.
+    pub fn error(&self) -> Option<Corruption> {
+        self.error
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        match self.consumer.recv() {
+            Ok(m) => Some(m.to_vec()),
+            Err(RecvError::Disconnected) => None,
+            Err(RecvError::Corrupted(c)) => {
+                self.error = Some(c);
+                None
+            }
+        }
+    }
+}

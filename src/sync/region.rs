@@ -1,0 +1,132 @@
+//! The data region of a ring: a run of bytes that producer and consumer hand back and forth.
+//!
+//! In a normal build a [`Region`] is a raw pointer and a length (into a shared mapping or a heap
+//! buffer). Under loom each 8-byte word of the region also has a loom `UnsafeCell<()>` that is
+//! touched whenever the ring code starts or finishes using a range of the region. loom then
+//! reports any pair of such accesses that are not ordered by happens-before, which is exactly a
+//! producer writing a record the consumer may still be reading (or the reverse).
+
+use std::ptr::NonNull;
+
+/// Granularity of the loom access tracking; every record boundary is a multiple of it.
+#[cfg(loom)]
+const WORD: usize = 8;
+
+/// A borrowed view of a ring's data region. Copying it does not copy the bytes; the owner
+/// (a mapping or a heap allocation) must outlive every copy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+    #[cfg(loom)]
+    cells: NonNull<loom::cell::UnsafeCell<()>>,
+}
+
+impl Region {
+    /// # Safety
+    /// `ptr..ptr+len` must be valid for reads and writes for as long as the `Region` (or any
+    /// copy) is used, and be 8-byte aligned.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn new(ptr: NonNull<u8>, len: usize) -> Self {
+        Region { ptr, len }
+    }
+
+    /// # Safety
+    /// As the normal constructor; `cells` must point to `len.div_ceil(8)` cells that live as
+    /// long as the region.
+    #[cfg(loom)]
+    pub(crate) unsafe fn new(
+        ptr: NonNull<u8>,
+        len: usize,
+        cells: NonNull<loom::cell::UnsafeCell<()>>,
+    ) -> Self {
+        Region { ptr, len, cells }
+    }
+
+    /// Whether `off..off+len` lies inside the region. Every offset derived from memory a peer
+    /// can write goes through this check before it is used.
+    #[inline]
+    pub(crate) fn contains(&self, off: usize, len: usize) -> bool {
+        off <= self.len && len <= self.len - off
+    }
+
+    /// Reads the aligned 64-bit word at `off` (a record header).
+    ///
+    /// # Safety
+    /// `off` must be 8-byte aligned, `self.contains(off, 8)`, and the caller must own the word
+    /// under the ring protocol (it was published to it). A peer that breaks the protocol can
+    /// still change it concurrently; the read is volatile so the compiler never assumes a
+    /// stable value, and the caller validates whatever it reads.
+    #[inline]
+    pub(crate) unsafe fn read_u64(&self, off: usize) -> u64 {
+        debug_assert!(off % 8 == 0 && self.contains(off, 8));
+        self.track_read(off, 8);
+        // SAFETY: in bounds and aligned (caller contract); the region is valid memory.
+        unsafe { self.ptr.as_ptr().add(off).cast::<u64>().read_volatile() }
+    }
+
+    /// Writes the aligned 64-bit word at `off` (a record header).
+    ///
+    /// # Safety
+    /// As [`Region::read_u64`]; the caller owns the word for writing (it lies in free space).
+    #[inline]
+    pub(crate) unsafe fn write_u64(&self, off: usize, v: u64) {
+        debug_assert!(off % 8 == 0 && self.contains(off, 8));
+        self.track_write(off, 8);
+        // SAFETY: in bounds and aligned (caller contract); the region is valid memory.
+        unsafe { self.ptr.as_ptr().add(off).cast::<u64>().write_volatile(v) }
+    }
+
+    /// A shared slice of `off..off+len`.
+    ///
+    /// # Safety
+    /// `self.contains(off, len)`; the caller owns the range for reading under the ring protocol
+    /// for the lifetime `'a` it picks, and nothing in this process writes it meanwhile.
+    #[inline]
+    pub(crate) unsafe fn slice<'a>(&self, off: usize, len: usize) -> &'a [u8] {
+        debug_assert!(self.contains(off, len));
+        self.track_read(off, len);
+        // SAFETY: in bounds (caller contract); u8 has no invalid bit patterns and the region is
+        // initialised memory (zeroed at creation).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(off), len) }
+    }
+
+    /// A mutable slice of `off..off+len`.
+    ///
+    /// # Safety
+    /// `self.contains(off, len)`; the caller owns the range exclusively for the lifetime `'a`.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut<'a>(&self, off: usize, len: usize) -> &'a mut [u8] {
+        debug_assert!(self.contains(off, len));
+        self.track_write(off, len);
+        // SAFETY: in bounds (caller contract), exclusively owned by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(off), len) }
+    }
+
+    /// Marks the start or end of a read of `off..off+len` (loom only).
+    #[inline]
+    pub(crate) fn track_read(&self, _off: usize, _len: usize) {
+        #[cfg(loom)]
+        for i in self.words(_off, _len) {
+            // SAFETY: `words` yields indices below len.div_ceil(8), the cell count.
+            unsafe { (*self.cells.as_ptr().add(i)).with(|_| ()) }
+        }
+    }
+
+    /// Marks the start or end of a write of `off..off+len` (loom only).
+    #[inline]
+    pub(crate) fn track_write(&self, _off: usize, _len: usize) {
+        #[cfg(loom)]
+        for i in self.words(_off, _len) {
+            // SAFETY: `words` yields indices below len.div_ceil(8), the cell count.
+            unsafe { (*self.cells.as_ptr().add(i)).with_mut(|_| ()) }
+        }
+    }
+
+    #[cfg(loom)]
+    fn words(&self, off: usize, len: usize) -> std::ops::Range<usize> {
+        let end = (off + len).min(self.len);
+        (off / WORD)..end.div_ceil(WORD)
+    }
+}

@@ -1,0 +1,241 @@
+//! The eventcount: how a side that cannot make progress goes to sleep without ever missing the
+//! wake-up, and how the other side avoids a system call when nobody sleeps.
+//!
+//! ```text
+//!  waiter (ring empty / full)               notifier (after publishing progress)
+//!  ------------------------------           ------------------------------------
+//!  spin briefly, re-checking                store index (Release)
+//!  waiters += 1                             fence(SeqCst)
+//!  fence(SeqCst)                            if waiters != 0:
+//!  e = epoch (Acquire)                          epoch += 1 (Release)
+//!  re-check; if ready: waiters -= 1, done       FUTEX_WAKE(epoch)
+//!  FUTEX_WAIT(epoch, e, slice)
+//!  waiters -= 1, loop
+//! ```
+//!
+//! Why no wake-up is lost: the two `SeqCst` fences are totally ordered. If the waiter's fence
+//! comes first, the notifier's load of `waiters` sees the announcement and it bumps the epoch;
+//! the waiter either read the epoch before the bump (then `FUTEX_WAIT` sees a different value
+//! and returns, or is already queued and gets woken) or after it (then, by the Release/Acquire
+//! pair on the epoch, its re-check sees the published index). If the notifier's fence comes
+//! first, the waiter's re-check sees the published index and it never sleeps. This is the
+//! protocol of io_uring's `IORING_SQ_NEED_WAKEUP`, and loom checks it (`loom-tests`).
+//!
+//! Sleeps are cut into slices so the waiter can look at its peer's liveness now and then: a
+//! peer that died (SIGKILL) never notifies.
+
+use std::time::Duration;
+
+use crossbeam_utils::Backoff;
+
+use super::futex::Futex;
+use super::{AtomicU32, Deadline, Ordering, SPIN_ROUNDS, fence, spin_hint};
+
+/// Longest single sleep; a waiter re-checks its peer's liveness at least this often.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// One wait/notify channel: a futex epoch and a count of announced waiters.
+///
+/// Both words are only written in the slow path, so they can share a cache line with other
+/// rarely written words. Zero-initialised memory is a valid, idle `EventCount`.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct EventCount {
+    /// Bumped (wrapping) by a notifier that saw an announced waiter; sleepers wait on it.
+    epoch: Futex,
+    /// Number of waiters that announced themselves and have not yet left. Written by
+    /// waiters only. A waiter killed while asleep leaves it too high, which costs the
+    /// notifier a needless `FUTEX_WAKE`, never a lost wake-up.
+    waiters: AtomicU32,
+}
+
+/// How a blocked call waits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Spin briefly with exponential backoff, then sleep on the futex (the default).
+    #[default]
+    Adaptive,
+    /// Sleep on the futex at once: lowest CPU use, highest wake-up latency.
+    Block,
+    /// Never sleep: burn a core for the lowest latency. The peer's liveness and any timeout
+    /// are still checked periodically.
+    Spin,
+}
+
+/// What a waiter's poll function reports.
+pub(crate) enum Poll<T> {
+    /// Done: return this.
+    Ready(T),
+    /// Not yet.
+    Pending,
+}
+
+/// Why [`EventCount::wait`] returned without the condition becoming ready.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
+/// Statistics of a handle's blocking, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitStats {
+    /// Times a call found the ring full (producer) or empty (consumer) and had to wait.
+    pub waits: u64,
+    /// Times a waiter announced itself and went to sleep on the futex.
+    pub sleeps: u64,
+}
+
+impl EventCount {
+    /// An idle event count (for heap rings; in shared memory zeroed bytes are the same).
+    pub(crate) fn new() -> EventCount {
+        EventCount {
+            epoch: Futex::new(),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Wakes every sleeper after a Release store of a rare state change (close): unlike
+    /// [`EventCount::notify`] it does not skip the system call when nobody announced.
+    #[cold]
+    pub(crate) fn notify_closed(&self) {
+        fence(Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Notifies sleepers after progress was published with a Release store.
+    ///
+    /// Fast path: one fence and one load, no system call unless someone announced a wait.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        // SYNC POINT: pairs with the fence in `wait` (see the module docs).
+        fence(Ordering::SeqCst);
+        #[cfg(not(shmring_mutant = "skip_wake"))]
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.wake();
+        }
+    }
+
+    /// Bumps the epoch and wakes every sleeper, whether or not one announced itself (used for
+    /// rare events such as close, where a spare system call does not matter).
+    #[cold]
+    pub(crate) fn wake(&self) {
+        // SYNC POINT: Release pairs with the Acquire epoch load in `wait`.
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.epoch.wake_all();
+    }
+
+    /// Waits until `poll` returns `Ready`, the deadline passes, or `on_slice` (called after
+    /// each sleep slice, e.g. a liveness check) returns `Ready`.
+    ///
+    /// `poll` must be a pure check of shared state (it may run many times). Before giving up on
+    /// a deadline `poll` runs once more, so a ready condition is never reported as a timeout.
+    pub(crate) fn wait<T>(
+        &self,
+        strategy: WaitStrategy,
+        deadline: Deadline,
+        stats: &mut WaitStats,
+        mut poll: impl FnMut() -> Poll<T>,
+        mut on_slice: impl FnMut() -> Poll<T>,
+    ) -> Result<T, TimedOut> {
+        if let Poll::Ready(v) = poll() {
+            return Ok(v);
+        }
+        stats.waits += 1;
+        if strategy == WaitStrategy::Spin {
+            return spin_until(deadline, poll, on_slice);
+        }
+        if strategy == WaitStrategy::Adaptive {
+            let backoff = Backoff::new();
+            for _ in 0..SPIN_ROUNDS {
+                backoff.snooze();
+                if let Poll::Ready(v) = poll() {
+                    return Ok(v);
+                }
+            }
+        }
+        loop {
+            // Announce, then re-check: see the module docs for why the fence is needed.
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            // SYNC POINT: Acquire pairs with the Release bump in `wake`.
+            let epoch = self.epoch.load(Ordering::Acquire);
+            #[cfg(not(shmring_mutant = "no_recheck"))]
+            if let Poll::Ready(v) = poll() {
+                self.waiters.fetch_sub(1, Ordering::Relaxed);
+                return Ok(v);
+            }
+            let slice = match deadline.remaining() {
+                None => SLICE,
+                Some(left) if left.is_zero() => {
+                    self.waiters.fetch_sub(1, Ordering::Relaxed);
+                    return final_poll(poll);
+                }
+                Some(left) => left.min(SLICE),
+            };
+            stats.sleeps += 1;
+            // Under loom an untimed sleep is modelled as unbounded: slices exist only to look
+            // at process liveness, which heap rings do not have.
+            #[cfg(loom)]
+            let slice = deadline.remaining().map(|_| slice);
+            #[cfg(not(loom))]
+            let slice = Some(slice);
+            self.epoch.wait(epoch, slice);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            if let Poll::Ready(v) = poll() {
+                return Ok(v);
+            }
+            if let Poll::Ready(v) = on_slice() {
+                return Ok(v);
+            }
+            if deadline.expired() {
+                return final_poll(poll);
+            }
+        }
+    }
+}
+
+fn final_poll<T>(mut poll: impl FnMut() -> Poll<T>) -> Result<T, TimedOut> {
+    match poll() {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => Err(TimedOut),
+    }
+}
+
+/// The `Spin` strategy: poll forever, looking at the clock every thousand rounds and at the
+/// peer's liveness once per [`SLICE`].
+fn spin_until<T>(
+    deadline: Deadline,
+    mut poll: impl FnMut() -> Poll<T>,
+    mut on_slice: impl FnMut() -> Poll<T>,
+) -> Result<T, TimedOut> {
+    #[cfg(not(loom))]
+    let mut next_slice = std::time::Instant::now() + SLICE;
+    let mut rounds: u32 = 0;
+    loop {
+        spin_hint();
+        if let Poll::Ready(v) = poll() {
+            return Ok(v);
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds % 1024 != 0 && !cfg!(loom) {
+            continue;
+        }
+        #[cfg(not(loom))]
+        let slice_due = {
+            let now = std::time::Instant::now();
+            let due = now >= next_slice;
+            if due {
+                next_slice = now + SLICE;
+            }
+            due
+        };
+        #[cfg(loom)]
+        let slice_due = true;
+        if slice_due {
+            if let Poll::Ready(v) = on_slice() {
+                return Ok(v);
+            }
+        }
+        if deadline.expired() {
+            return final_poll(poll);
+        }
+    }
+}
