@@ -395,8 +395,10 @@ enum NoSpace {
 /// consumer's index. It may be sent to another thread.
 pub struct Producer {
     ring: Ring,
-    /// Our own index: bytes published (equal to the shared `tail`).
+    /// Our own index: bytes written. Ahead of `published` only inside a [`Batch`].
     tail: u64,
+    /// Bytes published (equal to the shared `tail`).
+    published: u64,
     /// Last value of the consumer's `head` we loaded; at most the real one.
     head_cache: u64,
     /// Set once corruption was found; every later call reports it.
@@ -428,6 +430,7 @@ impl Producer {
         Producer {
             ring,
             tail,
+            published: tail,
             head_cache,
             broken: None,
             closed: false,
@@ -630,6 +633,8 @@ impl Producer {
 
     #[cold]
     fn claim_slow(&mut self, len: u64, deadline: Deadline) -> Result<Claim, ClaimError> {
+        // Never wait on records the consumer cannot see yet (an unpublished batch).
+        self.flush();
         // The wait channel lives in the shared control block, not in `self`.
         let ctrl = self.ring.ctrl;
         // SAFETY: as `Ring::ctrl`: the control block outlives `self.ring.storage`.
@@ -668,6 +673,14 @@ impl Producer {
     /// Publishes a claimed record with a `len`-byte payload (`len <= claim.len`).
     #[inline]
     fn publish(&mut self, claim: Claim, len: u64) {
+        self.write_record(claim, len);
+        self.flush();
+    }
+
+    /// Writes the headers of a claimed record and advances our private tail; the record is
+    /// visible to the consumer only after [`Producer::flush`].
+    #[inline]
+    fn write_record(&mut self, claim: Claim, len: u64) {
         let region = self.ring.region;
         let mask = self.ring.mask();
         if claim.pad != 0 {
@@ -684,14 +697,47 @@ impl Producer {
         unsafe { region.write_u64(claim.at as usize, len) };
         region.track_write(claim.at as usize + 8, len as usize);
         self.tail += claim.pad + record_size(len);
+    }
+
+    /// Publishes every record written so far with one Release store, and wakes the consumer
+    /// if it sleeps.
+    #[inline]
+    fn flush(&mut self) {
+        if self.tail == self.published {
+            return;
+        }
+        self.published = self.tail;
         let ctrl = self.ring.ctrl();
         // SYNC POINT: Release pairs with the consumer's Acquire load of `tail` in
-        // `Consumer::peek`: the record (header and payload) is visible before the index.
+        // `Consumer::peek`: the records (headers and payloads) are visible before the index.
         #[cfg(not(shmring_mutant = "relaxed_tail"))]
         ctrl.producer.tail.store(self.tail, Ordering::Release);
         #[cfg(shmring_mutant = "relaxed_tail")]
         ctrl.producer.tail.store(self.tail, Ordering::Relaxed);
         ctrl.wait.readable.notify();
+    }
+
+    /// Starts a batch: messages sent through it are written at once but published together,
+    /// with a single index store and at most one wake-up, when the batch is published or
+    /// dropped. Useful for many small messages.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// {
+    ///     let mut batch = tx.batch();
+    ///     for i in 0u8..10 {
+    ///         batch.try_send(&[i])?;
+    ///     }
+    ///     assert!(rx.try_recv().is_err()); // nothing published yet
+    ///     batch.publish();
+    /// }
+    /// let mut got = Vec::new();
+    /// rx.drain(usize::MAX, |m| got.push(m[0]))?;
+    /// assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch { producer: self }
     }
 
     /// Sends a message, waiting while the ring is full.
@@ -784,11 +830,16 @@ impl Producer {
 
     #[inline]
     fn write_and_publish(&mut self, claim: Claim, msg: &[u8]) {
+        self.write_payload(claim, msg);
+        self.publish(claim, msg.len() as u64);
+    }
+
+    #[inline]
+    fn write_payload(&mut self, claim: Claim, msg: &[u8]) {
         // SAFETY: the payload range follows the claimed record header, inside the claimed
         // free space, which only the producer touches until it is published.
         let dst = unsafe { self.ring.region.slice_mut(claim.at as usize + 8, msg.len()) };
         dst.copy_from_slice(msg);
-        self.publish(claim, msg.len() as u64);
     }
 
     /// Reserves room for a message of up to `len` bytes and returns it for writing in place
@@ -889,6 +940,7 @@ impl Producer {
             return;
         }
         self.closed = true;
+        self.flush();
         let w = &self.ring.ctrl().wait;
         // SYNC POINT: Release after our last publish: a consumer that sees the flag (Acquire)
         // also sees the final tail.
@@ -1008,6 +1060,79 @@ impl DerefMut for WriteGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as `deref`; `&mut self` makes the access unique.
         unsafe { self.buf.as_mut() }
+    }
+}
+
+/// Messages written but not yet published; see [`Producer::batch`]. Dropping the batch
+/// publishes what it holds.
+pub struct Batch<'a> {
+    producer: &'a mut Producer,
+}
+
+impl fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field(
+                "unpublished_bytes",
+                &(self.producer.tail - self.producer.published),
+            )
+            .finish()
+    }
+}
+
+impl Batch<'_> {
+    /// Writes a message into the batch if there is room now (it is published later).
+    ///
+    /// # Errors
+    /// As [`Producer::try_send`]; on `Full` the messages already in the batch stay pending
+    /// (call [`Batch::publish`] or use [`Batch::send`]).
+    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+        let p = &mut *self.producer;
+        if msg.len() as u64 > p.ring.max_message {
+            return Err(ClaimError::TooLarge {
+                len: msg.len(),
+                max: p.ring.max_message as usize,
+            }
+            .into_try_send(msg));
+        }
+        match p.try_claim(msg.len() as u64) {
+            Ok(claim) => {
+                p.write_payload(claim, msg);
+                p.write_record(claim, msg.len() as u64);
+                Ok(())
+            }
+            Err(NoSpace::Full) => Err(TrySendError::Full(msg)),
+            Err(NoSpace::Disconnected) => Err(TrySendError::Disconnected(msg)),
+            Err(NoSpace::Corrupted(what)) => Err(TrySendError::Corrupted { msg, what }),
+        }
+    }
+
+    /// Writes a message into the batch; if the ring is full, publishes the batch so far and
+    /// waits for room.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        let p = &mut *self.producer;
+        match p.claim(msg.len(), Deadline::never()) {
+            Ok(claim) => {
+                p.write_payload(claim, msg);
+                p.write_record(claim, msg.len() as u64);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send(msg)),
+        }
+    }
+
+    /// Publishes the messages written so far.
+    pub fn publish(&mut self) {
+        self.producer.flush();
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.producer.flush();
     }
 }
 
@@ -1242,6 +1367,12 @@ impl Consumer {
     #[inline]
     fn release(&mut self, advance: u64) {
         self.head += advance;
+        self.store_head();
+    }
+
+    /// Publishes our `head` to the producer and wakes it if it sleeps.
+    #[inline]
+    fn store_head(&mut self) {
         let ctrl = self.ring.ctrl();
         // SYNC POINT: Release pairs with the producer's Acquire load of `head` in
         // `Producer::try_claim`: we are done reading before the space is reused.
@@ -1350,6 +1481,54 @@ impl Consumer {
         match result {
             Ok(r) => r.map_err(Into::into),
             Err(_) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// Hands up to `max` waiting messages to `f`, in order, without waiting, and releases
+    /// their space with a single index store. Returns how many messages were handled.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if no message was waiting, [`TryRecvError::Disconnected`] at
+    /// end of stream (only when nothing was handled).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.send(b"a")?;
+    /// tx.send(b"bc")?;
+    /// let mut total = 0;
+    /// assert_eq!(rx.drain(10, |m| total += m.len())?, 2);
+    /// assert_eq!(total, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
+        let start = self.head;
+        let mut n = 0;
+        let mut outcome = Ok(());
+        while n < max {
+            match self.poll_record() {
+                Poll::Ready(Ok(p)) => {
+                    // SAFETY: validated by `peek`; the record stays ours until `store_head`.
+                    let data = unsafe { self.ring.region.slice(p.off as usize, p.len as usize) };
+                    f(data);
+                    self.ring.region.track_read(p.off as usize, p.len as usize);
+                    self.head += p.advance;
+                    n += 1;
+                }
+                Poll::Ready(Err(e)) => {
+                    outcome = Err(e);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.head != start {
+            self.store_head();
+        }
+        match outcome {
+            Err(RecvError::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
+            _ if n > 0 => Ok(n),
+            Err(RecvError::Disconnected) => Err(TryRecvError::Disconnected),
+            Ok(()) => Err(TryRecvError::Empty),
         }
     }
 
