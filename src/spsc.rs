@@ -726,7 +726,7 @@ impl Producer {
     /// {
     ///     let mut batch = tx.batch();
     ///     for i in 0u8..10 {
-    ///         batch.try_send(&[i])?;
+    ///         batch.try_send(&[i]).map_err(std::io::Error::from)?;
     ///     }
     ///     assert!(rx.try_recv().is_err()); // nothing published yet
     ///     batch.publish();
