@@ -51,13 +51,13 @@ pub struct BenchArgs {
     /// CI smoke run: every transport and size once, briefly (well under a minute).
     #[arg(long)]
     quick: bool,
-    /// Measured seconds per job and repetition [default: 0.15; quick: 0.02].
+    /// Measured seconds per job and repetition [default: 0.2; quick: 0.02].
     #[arg(long)]
     duration: Option<f64>,
-    /// Warm-up seconds per job and repetition [default: 0.03; quick: 0.005].
+    /// Warm-up seconds per job and repetition [default: 0.05; quick: 0.005].
     #[arg(long)]
     warmup: Option<f64>,
-    /// Repetitions, interleaved [default: 3; quick: 1].
+    /// Repetitions, interleaved [default: 5; quick: 1].
     #[arg(long)]
     reps: Option<u32>,
     /// Directory for results.json, results.csv, summary.md and the SVG plots.
@@ -163,9 +163,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, CliError> {
         }
         Ok(v)
     };
-    let duration = secs(a.duration, 0.15, 0.02, "duration")?;
-    let warmup = secs(a.warmup, 0.03, 0.005, "warmup")?;
-    let reps = a.reps.unwrap_or(if a.quick { 1 } else { 3 });
+    let duration = secs(a.duration, 0.2, 0.02, "duration")?;
+    let warmup = secs(a.warmup, 0.05, 0.005, "warmup")?;
+    let reps = a.reps.unwrap_or(if a.quick { 1 } else { 5 });
     if reps == 0 {
         return Err("--reps must be at least 1".into());
     }
@@ -259,7 +259,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, CliError> {
         }
     };
     eprintln!("shmring bench: {placement}");
-    let mut machine = sys::Machine::gather(placement);
+    let mut machine = sys::Machine::gather(placement, cpus.clone());
     eprintln!(
         "shmring bench: load average {} on {} CPU(s); {} jobs × {reps} repetition(s), {duration} s each",
         machine.load_at_start,

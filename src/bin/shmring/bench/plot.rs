@@ -16,11 +16,47 @@ fn err(e: impl std::fmt::Display) -> CliError {
     format!("plot: {e}").into()
 }
 
-/// A stable colour per transport name, the same in every panel and plot.
+/// Distinct, readable colours; a transport keeps its colour in every panel and plot.
+const COLOURS: [RGBColor; 18] = [
+    RGBColor(0, 0, 0),
+    RGBColor(110, 110, 110),
+    RGBColor(228, 26, 28),
+    RGBColor(55, 126, 184),
+    RGBColor(77, 175, 74),
+    RGBColor(152, 78, 163),
+    RGBColor(255, 127, 0),
+    RGBColor(166, 86, 40),
+    RGBColor(247, 129, 191),
+    RGBColor(0, 150, 150),
+    RGBColor(180, 160, 0),
+    RGBColor(31, 60, 120),
+    RGBColor(140, 20, 60),
+    RGBColor(0, 100, 0),
+    RGBColor(100, 60, 180),
+    RGBColor(200, 90, 90),
+    RGBColor(60, 160, 220),
+    RGBColor(120, 120, 40),
+];
+
 fn colour(names: &[String], name: &str) -> RGBColor {
     let i = names.iter().position(|n| n == name).unwrap_or(0);
-    let c = Palette99::pick(i).to_rgba();
-    RGBColor(c.0, c.1, c.2)
+    COLOURS[i % COLOURS.len()]
+}
+
+/// Draws a legend (a short line and the name per entry) into its own area, so it never
+/// hides data.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    entries: &[(String, RGBColor)],
+) -> Result<(), CliError> {
+    for (i, (name, c)) in entries.iter().enumerate() {
+        let y = 60 + 18 * i as i32;
+        area.draw(&PathElement::new(vec![(4, y), (24, y)], c.stroke_width(3)))
+            .map_err(err)?;
+        area.draw(&Text::new(name.clone(), (30, y - 6), (FONT, 12)))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 fn names(rows: &[Row]) -> Vec<String> {
@@ -65,7 +101,9 @@ pub fn latency(path: &Path, rows: &[Row]) -> Result<(), CliError> {
     }
     let cols = if sizes.len() > 1 { 2 } else { 1 };
     let panels = root.split_evenly((sizes.len().div_ceil(cols), cols));
-    for (area, &size) in panels.iter().zip(&sizes) {
+    for (panel, &size) in panels.iter().zip(&sizes) {
+        let w = panel.dim_in_pixel().0;
+        let (area, key) = panel.split_horizontally(w * 76 / 100);
         let series: Vec<(&str, Vec<(f64, f64)>)> = rows
             .iter()
             .filter(|r| r.test == Test::Latency && r.size == size)
@@ -81,7 +119,7 @@ pub fn latency(path: &Path, rows: &[Row]) -> Result<(), CliError> {
         let Some((lo, hi)) = bounds(series.iter().flat_map(|(_, p)| p.iter().map(|p| p.1))) else {
             continue;
         };
-        let mut chart = ChartBuilder::on(area)
+        let mut chart = ChartBuilder::on(&area)
             .caption(format!("message size {}", fmt_size(size)), (FONT, 18))
             .margin(12)
             .x_label_area_size(30)
@@ -103,27 +141,18 @@ pub fn latency(path: &Path, rows: &[Row]) -> Result<(), CliError> {
             .y_desc("round trip")
             .draw()
             .map_err(err)?;
+        let mut entries = Vec::new();
         for (name, pts) in &series {
             let c = colour(&all, name);
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                });
+                .map_err(err)?;
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(err)?;
+            entries.push((name.to_string(), c));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 11))
-            .draw()
-            .map_err(err)?;
+        legend(&key, &entries)?;
     }
     root.present().map_err(err)
 }
@@ -139,14 +168,22 @@ pub fn throughput(path: &Path, rows: &[Row]) -> Result<(), CliError> {
             (FONT, 22),
         )
         .map_err(err)?;
-    let panels = root.split_evenly((1, 2));
     let thr: Vec<&Row> = rows
         .iter()
         .filter(|r| r.test == Test::Throughput && r.throughput.is_some())
         .collect();
-    let Some((xlo, xhi)) = bounds(thr.iter().map(|r| r.size as f64)) else {
+    let mut sizes: Vec<usize> = thr.iter().map(|r| r.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let (Some(&smallest), Some(&largest)) = (sizes.first(), sizes.last()) else {
         return root.present().map_err(err);
     };
+    // x is log2(size) on a linear axis, so the ticks fall on the sizes measured.
+    let lx = |s: usize| (s as f64).log2();
+    let (xlo, xhi) = (lx(smallest) - 0.7, lx(largest) + 0.7);
+    let (plots, key) = root.split_horizontally(root.dim_in_pixel().0 * 86 / 100);
+    let panels = plots.split_evenly((1, 2));
+    let mut entries = Vec::new();
     for (panel, gb) in panels.iter().zip([false, true]) {
         let value = |r: &Row| -> f64 {
             let t = r
@@ -163,12 +200,19 @@ pub fn throughput(path: &Path, rows: &[Row]) -> Result<(), CliError> {
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(75)
-            .build_cartesian_2d((xlo..xhi).log_scale(), (lo..hi).log_scale())
+            .build_cartesian_2d(xlo..xhi, (lo..hi).log_scale())
             .map_err(err)?;
+        let ticks = sizes.clone();
         chart
             .configure_mesh()
-            .x_desc("message size")
-            .x_label_formatter(&|x| fmt_size(x.round() as usize))
+            .x_desc("message size (log scale)")
+            .x_labels(((xhi - xlo).ceil() as usize + 1).max(2))
+            .x_label_formatter(&|x| {
+                ticks
+                    .iter()
+                    .find(|&&s| (lx(s) - x).abs() < 0.05)
+                    .map_or_else(String::new, |&s| fmt_size(s))
+            })
             .y_label_formatter(&|y| {
                 if gb { format!("{y:.3}") } else { fmt_rate(*y) }
             })
@@ -178,7 +222,7 @@ pub fn throughput(path: &Path, rows: &[Row]) -> Result<(), CliError> {
             let mut pts: Vec<(f64, f64)> = thr
                 .iter()
                 .filter(|r| &r.transport == name)
-                .map(|r| (r.size as f64, value(r)))
+                .map(|r| (lx(r.size), value(r)))
                 .filter(|p| p.1.is_finite())
                 .collect();
             if pts.is_empty() {
@@ -188,27 +232,15 @@ pub fn throughput(path: &Path, rows: &[Row]) -> Result<(), CliError> {
             let c = colour(&all, name);
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                });
+                .map_err(err)?;
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(err)?;
+            if !gb {
+                entries.push((name.clone(), c));
+            }
         }
-        chart
-            .configure_series_labels()
-            .position(if gb {
-                SeriesLabelPosition::UpperLeft
-            } else {
-                SeriesLabelPosition::LowerLeft
-            })
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 11))
-            .draw()
-            .map_err(err)?;
     }
+    legend(&key, &entries)?;
     root.present().map_err(err)
 }

@@ -708,7 +708,17 @@ fn summary(
     );
     let _ = writeln!(o, "## Machine\n");
     let _ = writeln!(o, "| | |\n|---|---|");
-    let _ = writeln!(o, "| CPU | {} |", m.cpu_model);
+    let _ = writeln!(
+        o,
+        "| CPU | {} ({}){} |",
+        m.cpu_model,
+        m.cpu_details,
+        if m.virtualized {
+            "; virtual machine (hypervisor flag)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(
         o,
         "| CPUs | {} online; this process allowed {:?} |",

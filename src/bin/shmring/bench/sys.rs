@@ -142,6 +142,10 @@ pub fn read_trimmed(path: &str) -> Option<String> {
 pub struct Machine {
     /// CPU model name.
     pub cpu_model: String,
+    /// Family, model, stepping, cache size and clock as /proc/cpuinfo gives them.
+    pub cpu_details: String,
+    /// Whether /proc/cpuinfo shows the `hypervisor` flag (a virtual machine).
+    pub virtualized: bool,
     /// Online CPUs.
     pub cpus_online: usize,
     /// CPUs this process may use.
@@ -170,15 +174,23 @@ pub struct Machine {
 
 impl Machine {
     /// Gathers what can be read now.
-    pub fn gather(placement: String) -> Machine {
-        let cpu_model = read_trimmed("/proc/cpuinfo")
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown".into());
+    pub fn gather(placement: String, cpus_allowed: Vec<usize>) -> Machine {
+        let cpuinfo = read_trimmed("/proc/cpuinfo").unwrap_or_default();
+        let field = |key: &str| -> Option<String> {
+            cpuinfo
+                .lines()
+                .find(|l| l.split(':').next().map(str::trim) == Some(key))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let cpu_model = field("model name").unwrap_or_else(|| "unknown".into());
+        let cpu_details = ["cpu family", "model", "stepping", "cache size", "cpu MHz"]
+            .iter()
+            .filter_map(|k| field(k).map(|v| format!("{k} {v}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let virtualized =
+            field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor"));
         // SAFETY: sysconf has no memory-safety preconditions.
         let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
         // SAFETY: geteuid cannot fail.
@@ -186,8 +198,10 @@ impl Machine {
         let unknown = || "unknown".to_owned();
         Machine {
             cpu_model,
+            cpu_details,
+            virtualized,
             cpus_online: usize::try_from(online).unwrap_or(0),
-            cpus_allowed: allowed_cpus(),
+            cpus_allowed,
             kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(unknown),
             clocksource: read_trimmed(
                 "/sys/devices/system/clocksource/clocksource0/current_clocksource",
