@@ -296,3 +296,77 @@ pub fn serve<L: Link>(l: &mut L, job: &Job) -> Result<SideReport, String> {
         Test::Throughput => sink(l, job),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::bench::payload::{stamp, verify};
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fault {
+        None,
+        Lose,
+        Duplicate,
+        Corrupt,
+    }
+
+    /// An in-memory link that can damage its 5th message.
+    struct QueueLink {
+        q: VecDeque<Vec<u8>>,
+        sent: u64,
+        fault: Fault,
+    }
+
+    impl Link for QueueLink {
+        fn send(&mut self, word: u64, size: usize) -> Result<(), String> {
+            let mut m = vec![0u8; size];
+            stamp(&mut m, word);
+            self.sent += 1;
+            if self.sent == 5 {
+                match self.fault {
+                    Fault::None => {}
+                    Fault::Lose => return Ok(()),
+                    Fault::Duplicate => self.q.push_back(m.clone()),
+                    Fault::Corrupt => m[size - 1] ^= 0x10,
+                }
+            }
+            self.q.push_back(m);
+            Ok(())
+        }
+
+        fn recv(&mut self, size: usize) -> Result<u64, String> {
+            let m = self.q.pop_front().ok_or("queue empty")?;
+            verify(&m, size)
+        }
+    }
+
+    fn run(fault: Fault) -> Result<SideReport, String> {
+        let job = Job {
+            test: Test::Throughput,
+            size: 64,
+            warmup_ns: 100_000,
+            duration_ns: 100_000,
+        };
+        let mut l = QueueLink {
+            q: VecDeque::new(),
+            sent: 0,
+            fault,
+        };
+        stream(&mut l, &job)?;
+        sink(&mut l, &job)
+    }
+
+    #[test]
+    fn every_fault_fails_the_run() {
+        let ok = run(Fault::None).expect("an undamaged stream verifies");
+        assert!(ok.msgs > 0);
+        let lost = run(Fault::Lose).unwrap_err();
+        assert!(lost.contains("lost"), "{lost}");
+        let dup = run(Fault::Duplicate).unwrap_err();
+        assert!(dup.contains("duplicated"), "{dup}");
+        let bad = run(Fault::Corrupt).unwrap_err();
+        assert!(bad.contains("corrupted"), "{bad}");
+    }
+}

@@ -260,6 +260,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, CliError> {
     };
     eprintln!("shmring bench: {placement}");
     let mut machine = sys::Machine::gather(placement, cpus.clone());
+    let cpu_at_start = sys::CpuSnapshot::now();
     eprintln!(
         "shmring bench: load average {} on {} CPU(s); {} jobs × {reps} repetition(s), {duration} s each",
         machine.load_at_start,
@@ -310,6 +311,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, CliError> {
     }
     bar.finish_and_clear();
     machine.load_at_end = sys::loadavg();
+    (machine.others_cpu_percent, machine.steal_percent) =
+        sys::CpuSnapshot::now().others_since(&cpu_at_start, machine.cpus_online);
 
     let settings = Settings {
         reps,
@@ -340,8 +343,10 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, CliError> {
     let na = rows.len() - failed - measured;
     eprintln!(
         "shmring bench: {measured} rows measured and every message verified, {na} n/a, {failed} FAILED; \
-         {:.1} s; results in {}",
+         {:.1} s; other processes used {:.0}% of the CPUs meanwhile (steal {:.1}%); results in {}",
         runtime.as_secs_f64(),
+        machine.others_cpu_percent,
+        machine.steal_percent,
         a.out.display()
     );
     Ok(if failed > 0 {

@@ -737,6 +737,12 @@ fn summary(
     );
     let _ = writeln!(
         o,
+        "| other load during the run | other processes used {:.1}% of all CPU time; the \
+         hypervisor stole {:.1}% (/proc/stat, less this process and its peers) |",
+        m.others_cpu_percent, m.steal_percent
+    );
+    let _ = writeln!(
+        o,
         "| limits | mqueue msgsize_max {} B, msg_max {}; pipe-max-size {} B; root: {} |",
         m.mq_msgsize_max, m.mq_msg_max, m.pipe_max_size, m.root
     );

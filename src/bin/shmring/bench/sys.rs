@@ -160,6 +160,10 @@ pub struct Machine {
     pub load_at_end: String,
     /// Where the two processes ran.
     pub placement: String,
+    /// Percent of all CPUs' time that other processes used during the run.
+    pub others_cpu_percent: f64,
+    /// Percent of all CPUs' time the hypervisor stole during the run.
+    pub steal_percent: f64,
     /// /proc/sys/fs/mqueue/msgsize_max.
     pub mq_msgsize_max: String,
     /// /proc/sys/fs/mqueue/msg_max.
@@ -210,12 +214,84 @@ impl Machine {
             load_at_start: loadavg(),
             load_at_end: String::new(),
             placement,
+            others_cpu_percent: 0.0,
+            steal_percent: 0.0,
             mq_msgsize_max: read_trimmed("/proc/sys/fs/mqueue/msgsize_max").unwrap_or_else(unknown),
             mq_msg_max: read_trimmed("/proc/sys/fs/mqueue/msg_max").unwrap_or_else(unknown),
             pipe_max_size: read_trimmed("/proc/sys/fs/pipe-max-size").unwrap_or_else(unknown),
             started_utc: utc_now(),
             root,
         }
+    }
+}
+
+/// A snapshot of how busy the machine is, to tell afterwards how much of it other processes
+/// (and the hypervisor) took while the benchmark ran.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSnapshot {
+    /// Busy ticks of all CPUs (user, nice, system, irq, softirq), /proc/stat.
+    busy: u64,
+    /// Ticks stolen by the hypervisor, /proc/stat.
+    steal: u64,
+    /// CPU time of this process and its reaped children (the peers), in seconds.
+    ours: f64,
+    at: std::time::Instant,
+}
+
+fn rusage_secs(who: libc::c_int) -> f64 {
+    // SAFETY: `rusage` is plain data; all-zero bytes are a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable `rusage` for the call's duration.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+impl CpuSnapshot {
+    /// Takes a snapshot now.
+    pub fn now() -> CpuSnapshot {
+        let mut busy = 0;
+        let mut steal = 0;
+        if let Some(stat) = read_trimmed("/proc/stat")
+            && let Some(line) = stat.lines().next()
+        {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...
+            if v.len() >= 8 {
+                busy = v[0] + v[1] + v[2] + v[5] + v[6];
+                steal = v[7];
+            }
+        }
+        CpuSnapshot {
+            busy,
+            steal,
+            ours: rusage_secs(libc::RUSAGE_SELF) + rusage_secs(libc::RUSAGE_CHILDREN),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Percent of all CPUs' time since `earlier` used by other processes, and stolen by the
+    /// hypervisor.
+    pub fn others_since(&self, earlier: &CpuSnapshot, cpus: usize) -> (f64, f64) {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let wall = (self.at - earlier.at).as_secs_f64() * cpus.max(1) as f64;
+        if wall <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let busy = self.busy.saturating_sub(earlier.busy) as f64 / hz;
+        let ours = self.ours - earlier.ours;
+        let steal = self.steal.saturating_sub(earlier.steal) as f64 / hz;
+        (
+            ((busy - ours) / wall * 100.0).clamp(0.0, 100.0),
+            (steal / wall * 100.0).clamp(0.0, 100.0),
+        )
     }
 }
 
