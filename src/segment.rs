@@ -172,6 +172,15 @@ impl Segment {
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
         let len = u64::try_from(st.st_size).unwrap_or(0);
         if len < min_len {
+            // Too small to be mapped as a ring. If it does not even start with the magic it
+            // is not a ring at all, which is the more useful thing to say.
+            let mut magic = [0u8; 8];
+            if len >= 8
+                && rustix::io::pread(&fd, &mut magic, 0) == Ok(8)
+                && u64::from_ne_bytes(magic) != crate::header::MAGIC
+            {
+                return Err(OpenError::NotShmring);
+            }
             return Err(OpenError::TooSmall {
                 actual: len,
                 needed: min_len,

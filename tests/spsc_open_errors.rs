@@ -1,0 +1,359 @@
+//! Every way opening a ring can go wrong gives its own typed error: never a panic, never a
+//! crash, never a re-initialised ring.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+use common::RingName;
+use shmring::{Config, OpenError, spsc};
+
+/// Creates a raw shared-memory object (not a ring) with the given contents.
+fn raw_object(name: &RingName, bytes: &[u8]) {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(name.dev_shm_path())
+        .expect("create raw object");
+    f.write_all(bytes).unwrap();
+}
+
+/// Overwrites bytes of an existing object at `offset`.
+fn patch(name: &RingName, offset: u64, bytes: &[u8]) {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(name.dev_shm_path())
+        .unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// A valid SPSC ring whose creator handle is dropped (so the consumer end is free).
+fn valid_ring(tag: &str) -> RingName {
+    let name = RingName::new(tag);
+    let tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    drop(tx);
+    name
+}
+
+#[test]
+fn missing_name_is_not_found() {
+    let name = RingName::new("missing");
+    match spsc::Consumer::open(name.as_str()) {
+        Err(OpenError::NotFound(n)) => assert_eq!(n, name.0),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn existing_name_is_already_exists_and_the_ring_is_untouched() {
+    let name = RingName::new("exists");
+    let mut tx = spsc::Producer::create(name.as_str(), Config::default()).unwrap();
+    tx.send(b"kept").unwrap();
+    assert!(matches!(
+        spsc::Producer::create(name.as_str(), Config::default()),
+        Err(OpenError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        spsc::Consumer::create(name.as_str(), Config::default()),
+        Err(OpenError::AlreadyExists(_))
+    ));
+    // The failed creates did not re-initialise it.
+    let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"kept");
+}
+
+#[test]
+fn invalid_names_are_refused_with_the_rule() {
+    let long = format!("/{}", "x".repeat(255));
+    for (bad, rule) in [
+        ("noslash", "start with '/'"),
+        ("/", "at least one character"),
+        ("/a/b", "'/'"),
+        ("/.", "\".\""),
+        ("/..", "\"..\""),
+        ("/nul\0", "NUL"),
+        (long.as_str(), "255"),
+    ] {
+        match spsc::Consumer::open(bad) {
+            Err(OpenError::InvalidName { name, reason }) => {
+                assert_eq!(name, bad);
+                assert!(reason.contains(rule), "{bad:?}: {reason}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn invalid_configs_are_refused() {
+    let name = RingName::new("cfg");
+    for cfg in [
+        Config::default().capacity(1000),
+        Config::default().capacity(16),
+        Config::default().capacity(4096).max_message(4096),
+        Config::default().capacity(4096).max_message(0),
+        Config::default().mode(0o10000),
+    ] {
+        match spsc::Producer::create(name.as_str(), cfg) {
+            Err(OpenError::InvalidConfig(msg)) => assert!(!msg.is_empty()),
+            other => panic!("{cfg:?}: {other:?}"),
+        }
+    }
+    // Nothing was left behind.
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::NotFound(_))
+    ));
+}
+
+#[test]
+fn garbage_is_not_a_ring() {
+    let name = RingName::new("garbage");
+    raw_object(&name, &[0xA5; 16384]);
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::NotShmring)
+    ));
+    let small = RingName::new("garbage-small");
+    raw_object(&small, b"hello, world");
+    assert!(matches!(
+        spsc::Consumer::open(small.as_str()),
+        Err(OpenError::NotShmring)
+    ));
+}
+
+#[test]
+fn empty_object_is_still_initialising_after_a_bounded_wait() {
+    let name = RingName::new("empty");
+    raw_object(&name, &[]);
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::StillInitialising(_))
+    ));
+}
+
+#[test]
+fn header_stuck_in_initialising_state_is_reported() {
+    let name = valid_ring("stuck");
+    patch(&name, 16, &0u32.to_ne_bytes()); // state = initialising
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::StillInitialising(_))
+    ));
+}
+
+#[test]
+fn truncated_ring_is_too_small() {
+    let name = valid_ring("trunc");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(name.dev_shm_path())
+        .unwrap();
+    f.set_len(8192 + 1024).unwrap(); // header + control page + part of the 4 KiB data
+    match spsc::Consumer::open(name.as_str()) {
+        Err(OpenError::TooSmall { actual, needed }) => {
+            assert_eq!(actual, 8192 + 1024);
+            assert_eq!(needed, 8192 + 4096);
+        }
+        other => panic!("{other:?}"),
+    }
+    f.set_len(100).unwrap(); // smaller than the header, magic intact
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::TooSmall { actual: 100, .. })
+    ));
+}
+
+#[test]
+fn other_layout_version_is_unsupported() {
+    let name = valid_ring("version");
+    patch(&name, 8, &7u32.to_ne_bytes());
+    match spsc::Consumer::open(name.as_str()) {
+        Err(OpenError::UnsupportedVersion { found, expected }) => {
+            assert_eq!((found, expected), (7, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn other_kind_is_wrong_kind() {
+    let name = valid_ring("kind");
+    patch(&name, 12, &2u32.to_ne_bytes());
+    match spsc::Consumer::open(name.as_str()) {
+        Err(OpenError::WrongKind { found, expected }) => {
+            assert_eq!((found, expected), ("MPMC", "SPSC"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn other_byte_order_or_pointer_width_is_incompatible() {
+    let name = valid_ring("endian");
+    patch(
+        &name,
+        0,
+        &u64::from_ne_bytes(*b"SHMRING\0").swap_bytes().to_ne_bytes(),
+    );
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::Incompatible(_))
+    ));
+    let name = valid_ring("width");
+    patch(&name, 20, &16u32.to_ne_bytes());
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::Incompatible(_))
+    ));
+}
+
+#[test]
+fn impossible_geometry_is_bad_geometry() {
+    let name = valid_ring("geom");
+    patch(&name, 24, &3000u64.to_ne_bytes()); // capacity not a power of two
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::BadGeometry(_))
+    ));
+    let name = valid_ring("geom2");
+    patch(&name, 48, &4096u64.to_ne_bytes()); // data offset overlapping the control block
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::BadGeometry(_))
+    ));
+    let name = valid_ring("geom3");
+    patch(&name, 36, &u32::MAX.to_ne_bytes()); // max message larger than the ring allows
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::BadGeometry(_))
+    ));
+}
+
+#[test]
+fn poisoned_ring_is_refused() {
+    let name = valid_ring("poison");
+    patch(&name, 16, &2u32.to_ne_bytes());
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::Poisoned)
+    ));
+}
+
+#[test]
+fn each_end_attaches_once() {
+    let name = RingName::new("ends");
+    let tx = spsc::Producer::create(name.as_str(), Config::default()).unwrap();
+    assert!(matches!(
+        spsc::Producer::open(name.as_str()),
+        Err(OpenError::EndpointTaken("producer"))
+    ));
+    let rx = spsc::Consumer::open(name.as_str()).unwrap();
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::EndpointTaken("consumer"))
+    ));
+    drop(rx);
+    // Like a pipe, a closed end stays closed.
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::EndpointClosed("consumer"))
+    ));
+    drop(tx);
+}
+
+#[test]
+fn permission_denied_is_reported() {
+    let name = RingName::new("perm");
+    let tx = spsc::Producer::create(name.as_str(), Config::default().mode(0o600)).unwrap();
+    if rustix::process::geteuid().is_root() {
+        // Root ignores file modes; try as an unprivileged user in a child process.
+        let child = common::spawn_child(
+            "perm_child_entry",
+            "open_as_nobody",
+            &[("RING", name.0.clone())],
+        );
+        let out = child.finish();
+        assert!(out.contains("permission denied"), "child said: {out}");
+    } else {
+        // Not root: a mode-000 object is off limits.
+        let locked = RingName::new("perm0");
+        let _t = spsc::Producer::create(locked.as_str(), Config::default().mode(0o000)).unwrap();
+        assert!(matches!(
+            spsc::Consumer::open(locked.as_str()),
+            Err(OpenError::PermissionDenied(_))
+        ));
+    }
+    drop(tx);
+}
+
+#[test]
+#[ignore = "runs only as a child process of permission_denied_is_reported"]
+fn perm_child_entry() {
+    if std::env::var(common::ROLE_VAR).is_err() {
+        return;
+    }
+    let name = common::env("RING");
+    // SAFETY: plain system calls on integers; this child process is single-threaded apart
+    // from the test harness and exits right after.
+    let rc = unsafe { (libc::setgid(65534), libc::setuid(65534)) };
+    assert_eq!(rc, (0, 0), "cannot drop privileges");
+    match spsc::Consumer::open(&name) {
+        Err(OpenError::PermissionDenied(n)) => {
+            assert_eq!(n, name);
+            println!("permission denied");
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+}
+
+#[test]
+fn corrupted_indices_are_errors_not_crashes() {
+    let name = RingName::new("corrupt");
+    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
+    tx.send(b"ok").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"ok");
+    // A hostile peer sets the producer index far beyond the ring.
+    patch(&name, 4096, &(1u64 << 40).to_ne_bytes());
+    match rx.try_recv() {
+        Err(shmring::TryRecvError::Corrupted(c)) => assert!(c.what.contains("producer index")),
+        other => panic!("{other:?}"),
+    }
+    // Once corrupted, the handle stays failed, and new opens are refused.
+    assert!(matches!(
+        rx.try_recv(),
+        Err(shmring::TryRecvError::Corrupted(_))
+    ));
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::Poisoned)
+    ));
+
+    // A record header claiming a huge length.
+    let name = RingName::new("corrupt2");
+    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
+    tx.send(b"12345678").unwrap();
+    patch(&name, 8192, &0x00FF_FFFF_u64.to_ne_bytes());
+    assert!(matches!(
+        rx.try_recv(),
+        Err(shmring::TryRecvError::Corrupted(_))
+    ));
+
+    // A consumer index moved backwards.
+    let name = RingName::new("corrupt3");
+    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(64)).unwrap();
+    let rx = spsc::Consumer::open(name.as_str()).unwrap();
+    while tx.try_send(&[1; 8]).is_ok() {}
+    patch(&name, 4096 + 128, &u64::MAX.to_ne_bytes());
+    assert!(matches!(
+        tx.try_send(&[1; 8]),
+        Err(shmring::TrySendError::Corrupted { .. })
+    ));
+    drop(rx);
+}
