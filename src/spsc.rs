@@ -427,12 +427,16 @@ impl Producer {
     fn new(ring: Ring, strategy: WaitStrategy) -> Producer {
         let tail = ring.ctrl().producer.tail.load(Ordering::Acquire);
         let head_cache = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        // An opened ring's indices come from shared memory: check them before the first use
+        // (positions must be record aligned, and the used bytes within the capacity).
+        let broken = (tail % 8 != 0 || tail.wrapping_sub(head_cache) > ring.capacity)
+            .then(|| Corruption::new("producer index out of range", tail));
         Producer {
             ring,
             tail,
             published: tail,
             head_cache,
-            broken: None,
+            broken,
             closed: false,
             strategy,
             stats: WaitStats::default(),
@@ -1180,11 +1184,13 @@ impl fmt::Debug for Consumer {
 impl Consumer {
     fn new(ring: Ring, strategy: WaitStrategy) -> Consumer {
         let head = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        // Checked before the first use: record positions are 8-byte aligned.
+        let broken = (head % 8 != 0).then(|| Corruption::new("consumer index misaligned", head));
         Consumer {
             ring,
             head,
             tail_cache: head,
-            broken: None,
+            broken,
             closed: false,
             strategy,
             stats: WaitStats::default(),

@@ -357,3 +357,28 @@ fn corrupted_indices_are_errors_not_crashes() {
     ));
     drop(rx);
 }
+
+#[test]
+fn misaligned_indices_found_when_attaching_are_errors() {
+    // Producer index not on a record boundary: the producer refuses to write at it.
+    let name = RingName::new("misalign-tail");
+    let rx = spsc::Consumer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    patch(&name, 4096, &3u64.to_ne_bytes());
+    let mut tx = spsc::Producer::open(name.as_str()).unwrap();
+    assert!(matches!(
+        tx.try_send(b"x"),
+        Err(shmring::TrySendError::Corrupted { .. })
+    ));
+    drop(rx);
+
+    // Consumer index not on a record boundary: the consumer refuses to read at it.
+    let name = RingName::new("misalign-head");
+    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    patch(&name, 4096 + 128, &5u64.to_ne_bytes());
+    let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
+    let _ = tx.try_send(b"x");
+    assert!(matches!(
+        rx.try_recv(),
+        Err(shmring::TryRecvError::Corrupted(_))
+    ));
+}
