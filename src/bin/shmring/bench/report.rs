@@ -750,8 +750,11 @@ fn summary(
     let _ = writeln!(o, "## What each row measures\n");
     let _ = writeln!(
         o,
-        "All payload buffers (source and destination of every copy) start on a 64-byte \
-         boundary. Each message holds its sequence word at the start, its complement at the \
+        "The benchmark's own buffers (what a sender copies from, what a receiver copies \
+         into) start on a 64-byte boundary. Where a payload lands inside a shmring ring is the \
+         library's layout: records are 8-byte aligned and the payload follows an 8-byte record \
+         header, so its place within a cache line changes from message to message \
+         (`floor-memcpy+8` shows what memcpy costs 8 bytes past a line). Each message holds its sequence word at the start, its complement at the \
          end and a check word at every 4 KiB boundary; the receiver checks all of them. \
          Round trip: the parent sends, the peer checks and answers with a message of the same \
          size, the parent checks; one timestamp per round trip into an HDR histogram. \

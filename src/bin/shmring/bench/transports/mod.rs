@@ -90,7 +90,8 @@ pub trait Transport: Sync {
 pub fn registry() -> &'static [&'static dyn Transport] {
     static ALL: &[&dyn Transport] = &[
         &floor::SpinFloor,
-        &floor::MemcpyFloor,
+        &floor::MEMCPY,
+        &floor::MEMCPY_PLUS_8,
         &shm::SPSC_SPIN,
         &shm::SPSC_BLOCK,
         &shm::SPSC_ADAPTIVE,
