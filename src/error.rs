@@ -248,7 +248,8 @@ impl From<RecvError> for RecvTimeoutError {
     }
 }
 
-/// Error of [`WriteGrant::commit`](crate::spsc::WriteGrant::commit).
+/// Error of [`WriteGrant::commit`](crate::spsc::WriteGrant::commit) and
+/// [`mpmc::SendGrant::commit`](crate::mpmc::SendGrant::commit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
     /// More bytes were committed than the grant holds; nothing was published.
@@ -338,9 +339,18 @@ pub enum OpenError {
     #[error("the ring's {0} is already attached")]
     EndpointTaken(&'static str),
     /// The endpoint asked for was attached before and has closed; an SPSC end cannot be
-    /// reopened (like a pipe's).
+    /// reopened (like a pipe's). For an MPMC ring: every sender (or every receiver) has
+    /// gone, which is final, so no new one may attach.
     #[error("the ring's {0} has already closed")]
     EndpointClosed(&'static str),
+    /// Every entry of an MPMC ring's endpoint registry is held by a live sender or receiver;
+    /// the registry's size was fixed when the ring was created
+    /// ([`Config::endpoints`](crate::Config::endpoints)).
+    #[error("the ring's endpoint registry is full ({capacity} entries, all attached)")]
+    RegistryFull {
+        /// Entries in the registry.
+        capacity: usize,
+    },
     /// Any other operating-system error, with its errno.
     #[error("{context}: {source}")]
     Io {

@@ -43,7 +43,7 @@ pub(crate) const HEADER_SIZE: u64 = 4096;
 /// Page granularity used for `data_offset`.
 pub(crate) const PAGE: u64 = 4096;
 /// Entries in the endpoint table.
-pub(crate) const MAX_ENDPOINTS: usize = 64;
+pub(crate) const MAX_ENDPOINTS: usize = crate::mpmc::MAX_ENDPOINTS;
 /// How long an opener waits for a creator to finish initialising.
 pub(crate) const INIT_WAIT: Duration = Duration::from_secs(2);
 
@@ -80,8 +80,11 @@ impl Kind {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Endpoint {
-    /// `EP_FREE`, `EP_CLAIMING`, `EP_ATTACHED` or `EP_CLOSED`. `EP_ATTACHED` is stored with
-    /// Release after `pid` and `start_time`, so a reader that sees it (Acquire) sees them.
+    /// Low 8 bits: `EP_FREE`, `EP_CLAIMING`, `EP_ATTACHED` or `EP_CLOSED`. `EP_ATTACHED` is
+    /// stored with Release after `pid` and `start_time`, so a reader that sees it (Acquire)
+    /// sees them. High 24 bits: how many times the entry was taken by [`Header::attach_any`]
+    /// (MPMC reuses entries; SPSC never does, so its entries keep generation 0), so that a
+    /// compare-exchange on a stale view of a reused entry fails.
     state: AtomicU32,
     role: AtomicU32,
     pid: AtomicU32,
@@ -93,6 +96,10 @@ pub(crate) const EP_FREE: u32 = 0;
 pub(crate) const EP_CLAIMING: u32 = 1;
 pub(crate) const EP_ATTACHED: u32 = 2;
 pub(crate) const EP_CLOSED: u32 = 3;
+/// Bits of `Endpoint::state` holding the state proper; the rest is the generation.
+const EP_STATE_MASK: u32 = 0xff;
+/// One step of the generation in `Endpoint::state`.
+const EP_GENERATION: u32 = 1 << 8;
 
 /// Roles recorded in the endpoint table.
 pub(crate) const ROLE_PRODUCER: u32 = 1;
@@ -360,10 +367,102 @@ impl Header {
         Ok(())
     }
 
+    /// Entries of the endpoint table in use (the registry size stated at creation), never
+    /// more than [`MAX_ENDPOINTS`] whatever a peer wrote.
+    pub(crate) fn registry_len(&self) -> usize {
+        (self.endpoint_count.load(Ordering::Relaxed) as usize).min(MAX_ENDPOINTS)
+    }
+
+    /// Claims any entry that is free or closed (an MPMC ring reuses the entries of endpoints
+    /// that left) for `me` in `role`, and returns its index; `None` if every entry is taken
+    /// (attached, or mid-attach). Entries of dead processes are not taken here: they must be
+    /// reaped first ([`Header::reap_if_dead`]), so that whoever reaps them accounts for them.
+    ///
+    /// SPSC rings never call this; their closed entries stay closed.
+    pub(crate) fn attach_any(&self, role: u32, me: ProcessId) -> Option<usize> {
+        for slot in 0..self.registry_len() {
+            let ep = &self.endpoints[slot];
+            let word = ep.state.load(Ordering::Relaxed);
+            let state = word & EP_STATE_MASK;
+            if state != EP_FREE && state != EP_CLOSED {
+                continue;
+            }
+            let generation = (word & !EP_STATE_MASK).wrapping_add(EP_GENERATION);
+            if ep
+                .state
+                .compare_exchange(
+                    word,
+                    generation | EP_CLAIMING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            ep.role.store(role, Ordering::Relaxed);
+            ep.pid.store(me.pid, Ordering::Relaxed);
+            ep.start_time.store(me.start_time, Ordering::Relaxed);
+            // SYNC POINT: Release pairs with the Acquire loads in `status`, `attached_role`
+            // and `reap_if_dead`: who sees ATTACHED sees the role and the process identity.
+            ep.state.store(generation | EP_ATTACHED, Ordering::Release);
+            return Some(slot);
+        }
+        None
+    }
+
+    /// The role of endpoint `slot` if it is attached (alive or not: no `/proc` lookup, so
+    /// this is cheap enough for a scan of the table).
+    pub(crate) fn attached_role(&self, slot: usize) -> Option<u32> {
+        let ep = self.endpoint(slot)?;
+        // SYNC POINT: Acquire pairs with the Release store of ATTACHED in `attach` /
+        // `attach_any` (role visible) and of CLOSED in `detach` (the closer's last writes
+        // to the ring visible).
+        if ep.state.load(Ordering::Acquire) & EP_STATE_MASK == EP_ATTACHED {
+            Some(ep.role.load(Ordering::Relaxed))
+        } else {
+            None
+        }
+    }
+
+    /// If endpoint `slot` is attached by a process that has died, marks it closed and returns
+    /// its role. Exactly one caller wins a given entry (compare-exchange), so the caller that
+    /// gets `Some` is the one to account for the departure. Looks at `/proc`: slow paths only.
+    pub(crate) fn reap_if_dead(&self, slot: usize) -> Option<u32> {
+        let ep = self.endpoint(slot)?;
+        // SYNC POINT: Acquire pairs with the Release store of ATTACHED (pid, start time and
+        // role visible).
+        let word = ep.state.load(Ordering::Acquire);
+        if word & EP_STATE_MASK != EP_ATTACHED {
+            return None;
+        }
+        let role = ep.role.load(Ordering::Relaxed);
+        let id = ProcessId {
+            pid: ep.pid.load(Ordering::Relaxed),
+            start_time: ep.start_time.load(Ordering::Relaxed),
+        };
+        if id.liveness() == Liveness::Alive {
+            return None;
+        }
+        // The generation in `word` makes this fail if the entry was closed and taken again
+        // since we read the identity.
+        let closed = (word & !EP_STATE_MASK) | EP_CLOSED;
+        ep.state
+            .compare_exchange(word, closed, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| role)
+    }
+
     /// Marks endpoint `slot` closed.
     pub(crate) fn detach(&self, slot: usize) {
         if let Some(ep) = self.endpoint(slot) {
-            ep.state.store(EP_CLOSED, Ordering::Release);
+            // Only the owner of an attached entry writes it (a reaper takes only entries of
+            // dead owners), so the generation read here is still current.
+            let generation = ep.state.load(Ordering::Relaxed) & !EP_STATE_MASK;
+            // SYNC POINT: Release pairs with the Acquire loads in `status` and
+            // `attached_role`: the endpoint's last writes to the ring happen before it is
+            // seen closed.
+            ep.state.store(generation | EP_CLOSED, Ordering::Release);
         }
     }
 
@@ -373,7 +472,7 @@ impl Header {
         let Some(ep) = self.endpoint(slot) else {
             return EndpointStatus::Gone;
         };
-        match ep.state.load(Ordering::Acquire) {
+        match ep.state.load(Ordering::Acquire) & EP_STATE_MASK {
             EP_FREE => EndpointStatus::Free,
             // Mid-attach: the attacher is running right now.
             EP_CLAIMING => EndpointStatus::Alive,

@@ -46,8 +46,9 @@
 //! # }
 //! ```
 //!
-//! See the `spsc` module for the algorithm and its guarantees, and `examples/` for two real
-//! processes. Linux only.
+//! See the `spsc` module for the algorithm and its guarantees, the `mpmc` module for rings
+//! with any number of senders and receivers (in any number of processes, surviving the crash
+//! of any of them), and `examples/` for real processes. Linux only.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -66,6 +67,7 @@ mod segment;
 mod storage;
 mod sync;
 
+pub mod mpmc;
 pub mod spsc;
 
 pub use config::Config;
