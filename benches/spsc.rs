@@ -12,7 +12,11 @@
 //! - `reserve_commit/*`: the zero-copy path (reserve, write the header word, commit, then
 //!   receive) against `send` of a prepared buffer, by message size.
 //!
-//! Rings hold about 64 KiB of messages in every case: the shmring ring has a 64 KiB data
+//! - `mpmc_transfer/*`, `mpmc_send_recv/*`: the MPMC ring (1024 slots) against ArrayQueue
+//!   (1024 elements of `[u8; size]`), one producer thread and one consumer thread, and the
+//!   single-thread cost of a push and a pop.
+//!
+//! SPSC rings hold about 64 KiB of messages in every case: the shmring ring has a 64 KiB data
 //! region (each record is an 8-byte header plus the payload), rtrb and ArrayQueue hold
 //! 65536 / (size + 8) elements of `[u8; size]`.
 
@@ -23,9 +27,11 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
-use shmring::{Config, TryRecvError, WaitStrategy, spsc};
+use shmring::{Config, TryRecvError, WaitStrategy, mpmc, spsc};
 
 const RING_BYTES: usize = 64 * 1024;
+/// Slots of the MPMC ring and of ArrayQueue in the MPMC comparison.
+const MPMC_SLOTS: usize = 1024;
 
 fn elements_for(size: usize) -> usize {
     RING_BYTES / (size + 8)
@@ -299,5 +305,109 @@ fn reserve_commit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transfer, send_recv, reserve_commit);
+fn mpmc_config<const N: usize>() -> Config {
+    Config::default()
+        .slots(MPMC_SLOTS)
+        .slot_size((N + 16).div_ceil(64) * 64)
+}
+
+fn mpmc_transfer<const N: usize>(iters: u64) -> Duration {
+    let (mut tx, mut rx) = mpmc::channel(&mpmc_config::<N>()).expect("valid config");
+    two_threads(
+        move || {
+            let mut msg = [0u8; N];
+            for i in 0..iters {
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+                while tx.try_send(&msg).is_err() {
+                    spin_loop();
+                }
+            }
+        },
+        || {
+            for i in 0..iters {
+                let m = loop {
+                    match rx.try_recv() {
+                        Ok(m) => break m,
+                        Err(TryRecvError::Empty) => spin_loop(),
+                        Err(e) => panic!("recv: {e}"),
+                    }
+                };
+                assert_eq!(seq_of(&m), i);
+                black_box(&m[..]);
+            }
+        },
+    )
+}
+
+fn array_queue_slots_transfer<const N: usize>(iters: u64) -> Duration {
+    let q = Arc::new(ArrayQueue::<[u8; N]>::new(MPMC_SLOTS));
+    let p = q.clone();
+    two_threads(
+        move || {
+            let mut msg = [0u8; N];
+            for i in 0..iters {
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+                while p.push(msg).is_err() {
+                    spin_loop();
+                }
+            }
+        },
+        || {
+            for i in 0..iters {
+                let m = loop {
+                    match q.pop() {
+                        Some(m) => break m,
+                        None => spin_loop(),
+                    }
+                };
+                assert_eq!(seq_of(&m), i);
+                black_box(&m);
+            }
+        },
+    )
+}
+
+fn mpmc_size<const N: usize>(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("mpmc_transfer/{N}B"));
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_millis(500));
+    g.bench_function("shmring mpmc try_send/try_recv", |b| {
+        b.iter_custom(mpmc_transfer::<N>)
+    });
+    g.bench_function("crossbeam ArrayQueue", |b| {
+        b.iter_custom(array_queue_slots_transfer::<N>)
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("mpmc_send_recv");
+    g.measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(300));
+    g.throughput(Throughput::Bytes(N as u64));
+    let (mut tx, mut rx) = mpmc::channel(&mpmc_config::<N>()).expect("valid config");
+    let msg = [7u8; N];
+    g.bench_with_input(BenchmarkId::new("shmring mpmc", N), &N, |b, _| {
+        b.iter(|| {
+            tx.try_send(black_box(&msg)).expect("room");
+            let m = rx.try_recv().expect("a message");
+            black_box(&m[..]);
+        })
+    });
+    let q = ArrayQueue::<[u8; N]>::new(MPMC_SLOTS);
+    g.bench_with_input(BenchmarkId::new("crossbeam ArrayQueue", N), &N, |b, _| {
+        b.iter(|| {
+            q.push(black_box(msg)).expect("room");
+            black_box(q.pop().expect("a message"));
+        })
+    });
+    g.finish();
+}
+
+fn mpmc_benches(c: &mut Criterion) {
+    mpmc_size::<8>(c);
+    mpmc_size::<64>(c);
+    mpmc_size::<1024>(c);
+}
+
+criterion_group!(benches, transfer, send_recv, reserve_commit, mpmc_benches);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 
 mod floor;
 mod links;
+mod mpmc;
 mod mq;
 mod pipe;
 mod shm;
@@ -97,6 +98,7 @@ pub fn registry() -> &'static [&'static dyn Transport] {
         &shm::SPSC_ADAPTIVE,
         &shm::SPSC_BATCH,
         &shm::SPSC_ZERO_COPY,
+        &mpmc::Mpmc,
         &pipe::PIPE,
         &pipe::PIPE_1M,
         &pipe::Fifo,
