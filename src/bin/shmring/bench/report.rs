@@ -691,7 +691,11 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                 && (r.size <= 1024) == small
                 && matches!(
                     r.transport.as_str(),
-                    "shmring-spin" | "shmring-adaptive" | "shmring-batch" | "shmring-zerocopy"
+                    "shmring-spin"
+                        | "shmring-adaptive"
+                        | "shmring-batch"
+                        | "shmring-zerocopy"
+                        | "shmring-mpmc"
                 )
         }) {
             if let Some(v) = r.vcsw_per_1k
@@ -702,7 +706,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         }
         out.push(Target {
             target: format!(
-                "hot path, {label} (spin/adaptive/batch/zero-copy streaming): < 1 voluntary context switch per 1000 messages"
+                "hot path, {label} (spin/adaptive/batch/zero-copy/MPMC streaming): < 1 voluntary context switch per 1000 messages"
             ),
             measured: worst
                 .as_ref()
