@@ -319,7 +319,10 @@ pub fn run(a: BenchArgs) -> Result<ExitCode, CliError> {
         duration_s: duration,
         warmup_s: warmup,
         quick: a.quick,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: std::iter::once("shmring".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         parent_cpu,
         peer_cpu,
     };
