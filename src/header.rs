@@ -88,7 +88,7 @@ pub(crate) struct Endpoint {
     state: AtomicU32,
     role: AtomicU32,
     pid: AtomicU32,
-    _pad: u32,
+    _pad: AtomicU32,
     start_time: AtomicU64,
 }
 
@@ -135,7 +135,7 @@ pub(crate) struct Header {
     creator_pid: AtomicU32,
     endpoint_count: AtomicU32,
     creator_start: AtomicU64,
-    _reserved: [u64; 5],
+    _reserved: [AtomicU64; 5],
     endpoints: [Endpoint; MAX_ENDPOINTS],
 }
 
@@ -345,13 +345,10 @@ impl Header {
         Ok(expected)
     }
 
+    /// Entry `slot` of the table. Bounded by the table's real size only, never by the
+    /// `endpoint_count` in shared memory, which a peer could change after validation.
     fn endpoint(&self, slot: usize) -> Option<&Endpoint> {
-        let count = self.endpoint_count.load(Ordering::Relaxed) as usize;
-        if slot < count.min(MAX_ENDPOINTS) {
-            self.endpoints.get(slot)
-        } else {
-            None
-        }
+        self.endpoints.get(slot)
     }
 
     /// Claims endpoint `slot` for `me`. Fails with the slot's current state if it is not free.
@@ -359,9 +356,10 @@ impl Header {
         let ep = self.endpoint(slot).ok_or(EP_CLOSED)?;
         ep.state
             .compare_exchange(EP_FREE, EP_CLAIMING, Ordering::Acquire, Ordering::Acquire)?;
-        ep.role.store(role, Ordering::Relaxed);
+        // The pid first: an attacher that dies right here is found dead by `status`.
         ep.pid.store(me.pid, Ordering::Relaxed);
         ep.start_time.store(me.start_time, Ordering::Relaxed);
+        ep.role.store(role, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire load in `status`.
         ep.state.store(EP_ATTACHED, Ordering::Release);
         Ok(())
@@ -472,10 +470,24 @@ impl Header {
         let Some(ep) = self.endpoint(slot) else {
             return EndpointStatus::Gone;
         };
-        match ep.state.load(Ordering::Acquire) & EP_STATE_MASK {
+        let word = ep.state.load(Ordering::Acquire);
+        match word & EP_STATE_MASK {
             EP_FREE => EndpointStatus::Free,
-            // Mid-attach: the attacher is running right now.
-            EP_CLAIMING => EndpointStatus::Alive,
+            EP_CLAIMING => {
+                // Mid-attach. An entry that was never used before (generation 0: every SPSC
+                // entry) holds either 0 or the attacher's own pid, written first; if that
+                // process died mid-attach, the entry is gone. (Its start time may not be
+                // written yet, so only the pid is checked.) A reused entry may still hold
+                // the previous owner's pid, so it counts as alive until attached.
+                let pid = ep.pid.load(Ordering::Relaxed);
+                if word & !EP_STATE_MASK == 0 && pid != 0 {
+                    let id = ProcessId { pid, start_time: 0 };
+                    if id.liveness() == Liveness::Dead {
+                        return EndpointStatus::Gone;
+                    }
+                }
+                EndpointStatus::Alive
+            }
             EP_ATTACHED => {
                 let id = ProcessId {
                     pid: ep.pid.load(Ordering::Relaxed),

@@ -32,8 +32,8 @@ impl ProcessId {
         // /proc/self always exists for a running process; if /proc is not mounted the start
         // time is 0 and liveness falls back to the pid alone.
         let start_time = match read_stat(raw) {
-            Some((_, start)) => start,
-            None => 0,
+            Ok((_, start)) => start,
+            Err(_) => 0,
         };
         ProcessId {
             pid: raw,
@@ -43,12 +43,17 @@ impl ProcessId {
 
     /// Whether the process still runs (a zombie is dead, a pid reused by another process is
     /// dead).
+    ///
+    /// Only positive evidence of death counts: a missing `/proc/<pid>` confirmed by
+    /// `kill(pid, 0)` failing with `ESRCH`, a zombie state, or another start time. Any other
+    /// failure (out of file descriptors, a `hidepid` mount, `EPERM`) says nothing about the
+    /// process, so it is taken as alive: a false "dead" would end a live peer's stream.
     pub(crate) fn liveness(&self) -> Liveness {
-        if self.pid == 0 {
+        let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) else {
             return Liveness::Dead;
-        }
+        };
         match read_stat(self.pid) {
-            Some((state, start)) => {
+            Ok((state, start)) => {
                 let zombie = matches!(state, b'Z' | b'X' | b'x');
                 let reused = self.start_time != 0 && start != self.start_time;
                 if zombie || reused {
@@ -57,26 +62,27 @@ impl ProcessId {
                     Liveness::Alive
                 }
             }
-            None if proc_mounted() => Liveness::Dead,
-            // Without /proc, ask the kernel with signal 0 (pid reuse is then not detected).
-            None => match i32::try_from(self.pid).ok().and_then(Pid::from_raw) {
-                Some(pid) => match rustix::process::test_kill_process(pid) {
-                    Ok(()) | Err(rustix::io::Errno::PERM) => Liveness::Alive,
-                    Err(_) => Liveness::Dead,
-                },
-                None => Liveness::Dead,
+            // No such entry: make sure with signal 0 (works without /proc too).
+            Err(StatError::Missing) => match rustix::process::test_kill_process(pid) {
+                Err(rustix::io::Errno::SRCH) => Liveness::Dead,
+                _ => Liveness::Alive,
             },
+            Err(StatError::Unknown) => Liveness::Alive,
         }
     }
 }
 
-fn proc_mounted() -> bool {
-    rustix::fs::access("/proc/self/stat", rustix::fs::Access::EXISTS).is_ok()
+/// Why `/proc/<pid>/stat` could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatError {
+    /// The entry does not exist (`ENOENT`/`ESRCH`).
+    Missing,
+    /// Anything else: no conclusion about the process.
+    Unknown,
 }
 
-/// Reads `/proc/<pid>/stat` and returns (state, start time). `None` if it cannot be read or
-/// parsed.
-fn read_stat(pid: u32) -> Option<(u8, u64)> {
+/// Reads `/proc/<pid>/stat` and returns (state, start time).
+fn read_stat(pid: u32) -> Result<(u8, u64), StatError> {
     let mut path = [0u8; 32];
     let mut n = 0;
     for &b in b"/proc/" {
@@ -102,8 +108,12 @@ fn read_stat(pid: u32) -> Option<(u8, u64)> {
         path[n] = b;
         n += 1;
     }
-    let cpath = std::ffi::CStr::from_bytes_with_nul(&path[..n]).ok()?;
-    let fd = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let cpath = std::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| StatError::Unknown)?;
+    let fd = match rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::SRCH) => return Err(StatError::Missing),
+        Err(_) => return Err(StatError::Unknown),
+    };
     let mut buf = [0u8; 1024];
     let mut len = 0;
     while len < buf.len() {
@@ -111,10 +121,12 @@ fn read_stat(pid: u32) -> Option<(u8, u64)> {
             Ok(0) => break,
             Ok(k) => len += k,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return None,
+            // The process went away between open and read.
+            Err(rustix::io::Errno::SRCH) => return Err(StatError::Missing),
+            Err(_) => return Err(StatError::Unknown),
         }
     }
-    parse_stat(&buf[..len])
+    parse_stat(&buf[..len]).ok_or(StatError::Unknown)
 }
 
 /// Parses the state (field 3) and start time (field 22) of a `/proc/<pid>/stat` line. The

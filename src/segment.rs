@@ -147,7 +147,13 @@ impl Segment {
             Errno::FBIG | Errno::NOSPC => OpenError::NoSpace { bytes: len },
             e => io_err("ftruncate", e),
         })?;
-        match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
+        let reserved = loop {
+            match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
+                Err(Errno::INTR) => continue,
+                r => break r,
+            }
+        };
+        match reserved {
             Ok(()) => {}
             Err(Errno::NOSPC) => return Err(OpenError::NoSpace { bytes: len }),
             // Filesystems without fallocate: the memory is then reserved on first touch.

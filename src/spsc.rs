@@ -50,7 +50,7 @@ use crate::error::{
     CommitError, Corruption, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-use crate::storage::Storage;
+use crate::storage::{PeerWatch, Storage};
 use crate::sync::region::Region;
 use crate::sync::waiter::{EventCount, Poll, WaitStats, WaitStrategy};
 use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering};
@@ -205,6 +205,7 @@ struct Ring {
     capacity: u64,
     max_message: u64,
     storage: Storage,
+    watch: PeerWatch,
 }
 
 impl Ring {
@@ -219,6 +220,26 @@ impl Ring {
     fn mask(&self) -> u64 {
         self.capacity - 1
     }
+
+    /// For non-blocking calls that found nothing to do: whether the peer in `slot` died
+    /// without closing (looked up at most once per slice). If so, closes the ring for it
+    /// by setting `closed_flag`.
+    #[cold]
+    fn peer_died(&mut self, slot: usize, closed_flag: fn(&Control) -> &AtomicU32) -> bool {
+        if !self.watch.peer_gone(&self.storage, slot) {
+            return false;
+        }
+        closed_flag(self.ctrl()).store(1, Ordering::Release);
+        true
+    }
+}
+
+fn consumer_closed(c: &Control) -> &AtomicU32 {
+    &c.wait.consumer_closed
+}
+
+fn producer_closed(c: &Control) -> &AtomicU32 {
+    &c.wait.producer_closed
 }
 
 /// A heap ring's memory (in-process channels and loom models).
@@ -292,9 +313,12 @@ fn heap_channel(capacity: u64, max_message: u64, strategy: WaitStrategy) -> (Pro
             .map(|_| loom::cell::UnsafeCell::new(()))
             .collect(),
     };
+    // Move the memory to its final owner first: pointers taken before a move of the boxes
+    // would be invalidated by it.
+    let heap = std::sync::Arc::new(heap);
     let ctrl = NonNull::from(&*heap.ctrl);
-    // SAFETY: `data` is `words` 8-byte-aligned words owned by `heap`, which the Arc below keeps
-    // alive as long as any handle; the boxes never move their contents.
+    // SAFETY: `data` is `words` 8-byte-aligned words owned by `heap`, which the Arc keeps
+    // alive (and in place) as long as any handle.
     let region = unsafe {
         let ptr = NonNull::new_unchecked(heap.data.as_ptr() as *mut u8);
         #[cfg(not(loom))]
@@ -307,15 +331,14 @@ fn heap_channel(capacity: u64, max_message: u64, strategy: WaitStrategy) -> (Pro
         );
         region
     };
-    let storage = Storage::Heap {
-        _owner: std::sync::Arc::new(heap),
-    };
+    let storage = Storage::Heap { _owner: heap };
     let ring = |storage: Storage| Ring {
         ctrl,
         region,
         capacity,
         max_message,
         storage,
+        watch: PeerWatch::new(),
     };
     (
         Producer::new(ring(storage.clone()), strategy),
@@ -347,6 +370,7 @@ fn shm_ring(seg: std::sync::Arc<crate::segment::Segment>, g: &Geometry) -> Ring 
         capacity: g.capacity,
         max_message: u64::from(g.max_message),
         storage: Storage::Shm(seg),
+        watch: PeerWatch::new(),
     }
 }
 
@@ -358,6 +382,12 @@ fn attach(
     role: u32,
     what: &'static str,
 ) -> Result<Ring, OpenError> {
+    if g.endpoint_count != 2 {
+        return Err(OpenError::BadGeometry(Corruption::new(
+            "an SPSC ring has two endpoints",
+            u64::from(g.endpoint_count),
+        )));
+    }
     let h = header::Header::of(&seg);
     h.attach(slot, role, crate::peer::ProcessId::current())
         .map_err(|state| {
@@ -429,7 +459,10 @@ impl Producer {
         let head_cache = ring.ctrl().consumer.head.load(Ordering::Acquire);
         // An opened ring's indices come from shared memory: check them before the first use
         // (positions must be record aligned, and the used bytes within the capacity).
-        let broken = (tail % 8 != 0 || tail.wrapping_sub(head_cache) > ring.capacity)
+        let broken = (tail % 8 != 0
+            || head_cache % 8 != 0
+            || head_cache > tail
+            || tail - head_cache > ring.capacity)
             .then(|| Corruption::new("producer index out of range", tail));
         Producer {
             ring,
@@ -558,15 +591,16 @@ impl Producer {
         self.stats
     }
 
-    /// Whether the consumer has closed (or was found dead). The consumer might close right
-    /// after this returns `false`.
-    pub fn is_disconnected(&self) -> bool {
+    /// Whether the consumer has closed or died. It might close right after this returns
+    /// `false`. Looks at the consumer's process at most once per 100 ms.
+    pub fn is_disconnected(&mut self) -> bool {
         self.ring
             .ctrl()
             .wait
             .consumer_closed
             .load(Ordering::Acquire)
             != 0
+            || self.ring.peer_died(CONSUMER_SLOT, consumer_closed)
     }
 
     /// Tries to claim room for a record with a `len`-byte payload, without waiting.
@@ -589,7 +623,7 @@ impl Producer {
         let fits = |used: u64| need <= cap - used;
         #[cfg(shmring_mutant = "full_off_by_one")]
         let fits = |used: u64| need <= cap - used + 8;
-        if !fits(self.tail - self.head_cache) {
+        if !fits(self.tail.wrapping_sub(self.head_cache)) {
             // SYNC POINT: Acquire pairs with the consumer's Release store of `head` in
             // `Consumer::release`: the consumer is done with the bytes we are about to reuse.
             #[cfg(not(shmring_mutant = "relaxed_head"))]
@@ -608,6 +642,18 @@ impl Producer {
             }
         }
         Ok(Claim { pad, at, len })
+    }
+
+    /// `try_claim` for the non-blocking calls: a full ring whose consumer died without
+    /// closing is reported as disconnected (checked at most once per slice).
+    #[inline]
+    fn try_claim_once(&mut self, len: u64) -> Result<Claim, NoSpace> {
+        match self.try_claim(len) {
+            Err(NoSpace::Full) if self.ring.peer_died(CONSUMER_SLOT, consumer_closed) => {
+                Err(NoSpace::Disconnected)
+            }
+            r => r,
+        }
     }
 
     #[cold]
@@ -658,8 +704,8 @@ impl Producer {
             },
             || {
                 if storage.endpoint_gone(CONSUMER_SLOT) {
-                    // The consumer died without closing: close for it (and tell any other
-                    // waiter), then the next poll reports the disconnect.
+                    // The consumer died without closing: close for it; the next poll reports
+                    // the disconnect.
                     // SAFETY: as above.
                     let w = unsafe { &ctrl.as_ref().wait };
                     w.consumer_closed.store(1, Ordering::Release);
@@ -700,7 +746,7 @@ impl Producer {
         // SAFETY: `claim.at` is an aligned record position inside the claimed free space.
         unsafe { region.write_u64(claim.at as usize, len) };
         region.track_write(claim.at as usize + 8, len as usize);
-        self.tail += claim.pad + record_size(len);
+        self.tail = self.tail.wrapping_add(claim.pad + record_size(len));
     }
 
     /// Publishes every record written so far with one Release store, and wakes the consumer
@@ -791,7 +837,7 @@ impl Producer {
             }
             .into_try_send(msg));
         }
-        match self.try_claim(msg.len() as u64) {
+        match self.try_claim_once(msg.len() as u64) {
             Ok(claim) => {
                 self.write_and_publish(claim, msg);
                 Ok(())
@@ -887,7 +933,7 @@ impl Producer {
             }
             .into_try_send(()));
         }
-        match self.try_claim(len as u64) {
+        match self.try_claim_once(len as u64) {
             Ok(claim) => Ok(self.grant(claim)),
             Err(NoSpace::Full) => Err(TrySendError::Full(())),
             Err(NoSpace::Disconnected) => Err(TrySendError::Disconnected(())),
@@ -929,6 +975,10 @@ impl Producer {
     /// Closes the producer: the consumer receives what was sent, then `Disconnected`.
     /// Dropping the producer does the same.
     ///
+    /// A handle inherited by a forked child is not that endpoint: dropping it in the child
+    /// only unmaps the ring (as closing an unused pipe end should not end the parent's
+    /// stream); the child must not use it.
+    ///
     /// ```
     /// let (tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
     /// tx.close();
@@ -944,6 +994,11 @@ impl Producer {
             return;
         }
         self.closed = true;
+        if !self.ring.watch.in_owner_process() {
+            // An inherited copy in a forked child: the endpoint belongs to the parent, which
+            // is still using it. Only unmap.
+            return;
+        }
         self.flush();
         let w = &self.ring.ctrl().wait;
         // SYNC POINT: Release after our last publish: a consumer that sees the flag (Acquire)
@@ -1099,7 +1154,7 @@ impl Batch<'_> {
             }
             .into_try_send(msg));
         }
-        match p.try_claim(msg.len() as u64) {
+        match p.try_claim_once(msg.len() as u64) {
             Ok(claim) => {
                 p.write_payload(claim, msg);
                 p.write_record(claim, msg.len() as u64);
@@ -1295,7 +1350,7 @@ impl Consumer {
                 return Ok(None);
             }
         }
-        let avail = self.tail_cache - self.head;
+        let avail = self.tail_cache.wrapping_sub(self.head);
         let cap = self.ring.capacity;
         let region = self.ring.region;
         let mut pos = self.head & self.ring.mask();
@@ -1372,7 +1427,7 @@ impl Consumer {
     /// Releases `advance` bytes (the record just read and any padding before it).
     #[inline]
     fn release(&mut self, advance: u64) {
-        self.head += advance;
+        self.head = self.head.wrapping_add(advance);
         self.store_head();
     }
 
@@ -1429,7 +1484,7 @@ impl Consumer {
         match self.poll_record() {
             Poll::Ready(Ok(p)) => Ok(self.message(p)),
             Poll::Ready(Err(e)) => Err(e.into()),
-            Poll::Pending => Err(TryRecvError::Empty),
+            Poll::Pending => Err(self.empty_or_ended()),
         }
     }
 
@@ -1490,6 +1545,22 @@ impl Consumer {
         }
     }
 
+    /// What a non-blocking receive reports when nothing is there: `Empty`, unless the
+    /// producer died without closing (looked up at most once per slice) and the ring is
+    /// drained.
+    #[cold]
+    fn empty_or_ended(&mut self) -> TryRecvError {
+        if !self.ring.peer_died(PRODUCER_SLOT, producer_closed) {
+            return TryRecvError::Empty;
+        }
+        // Closed for it now; anything it published before dying is still delivered first.
+        match self.poll_record() {
+            Poll::Ready(Err(RecvError::Corrupted(c))) => TryRecvError::Corrupted(c),
+            Poll::Ready(Err(RecvError::Disconnected)) => TryRecvError::Disconnected,
+            _ => TryRecvError::Empty,
+        }
+    }
+
     /// Hands up to `max` waiting messages to `f`, in order, without waiting, and releases
     /// their space with a single index store. Returns how many messages were handled.
     ///
@@ -1507,17 +1578,38 @@ impl Consumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        // Publishes what was consumed even if `f` panics, so neither side waits for space or
+        // records that the other has already handed over.
+        struct Release<'c> {
+            consumer: &'c mut Consumer,
+            start: u64,
+        }
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if self.consumer.head != self.start {
+                    self.consumer.store_head();
+                }
+            }
+        }
         let start = self.head;
+        let guard = Release {
+            consumer: self,
+            start,
+        };
+        let c = &mut *guard.consumer;
         let mut n = 0;
         let mut outcome = Ok(());
         while n < max {
-            match self.poll_record() {
+            match c.poll_record() {
                 Poll::Ready(Ok(p)) => {
                     // SAFETY: validated by `peek`; the record stays ours until `store_head`.
-                    let data = unsafe { self.ring.region.slice(p.off as usize, p.len as usize) };
+                    let data = unsafe { c.ring.region.slice(p.off as usize, p.len as usize) };
                     f(data);
-                    self.ring.region.track_read(p.off as usize, p.len as usize);
-                    self.head += p.advance;
+                    c.ring.region.track_read(p.off as usize, p.len as usize);
+                    c.head = c.head.wrapping_add(p.advance);
                     n += 1;
                 }
                 Poll::Ready(Err(e)) => {
@@ -1527,14 +1619,12 @@ impl Consumer {
                 Poll::Pending => break,
             }
         }
-        if self.head != start {
-            self.store_head();
-        }
+        drop(guard);
         match outcome {
             Err(RecvError::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
             _ if n > 0 => Ok(n),
             Err(RecvError::Disconnected) => Err(TryRecvError::Disconnected),
-            Ok(()) => Err(TryRecvError::Empty),
+            Ok(()) => Err(self.empty_or_ended()),
         }
     }
 
@@ -1557,14 +1647,16 @@ impl Consumer {
         }
     }
 
-    /// Whether the producer has closed (or was found dead). Messages may still be waiting.
-    pub fn is_disconnected(&self) -> bool {
+    /// Whether the producer has closed or died; messages may still be waiting. Looks at the
+    /// producer's process at most once per 100 ms.
+    pub fn is_disconnected(&mut self) -> bool {
         self.ring
             .ctrl()
             .wait
             .producer_closed
             .load(Ordering::Acquire)
             != 0
+            || self.ring.peer_died(PRODUCER_SLOT, producer_closed)
     }
 
     /// Closes the consumer: later sends fail with `Disconnected`. Dropping does the same.
@@ -1584,6 +1676,10 @@ impl Consumer {
             return;
         }
         self.closed = true;
+        if !self.ring.watch.in_owner_process() {
+            // An inherited copy in a forked child (see `Producer::close`): only unmap.
+            return;
+        }
         let w = &self.ring.ctrl().wait;
         w.consumer_closed.store(1, Ordering::Release);
         w.writable.notify_closed();
@@ -1599,6 +1695,11 @@ impl Drop for Consumer {
 
 /// A received message, still in the ring. Derefs to its payload; its space is released to
 /// the producer when the guard is dropped.
+///
+/// The bytes are read in place, in memory the producer's process can write. A producer that
+/// follows the protocol never touches them until they are released; if the peer is not
+/// trusted, copy the message before validating it (a hostile peer could change it between
+/// the check and the use).
 pub struct Message<'a> {
     consumer: &'a mut Consumer,
     data: NonNull<[u8]>,

@@ -134,6 +134,17 @@ pub(crate) fn open_shm<R: KindRules>(name: &str) -> Result<(Arc<Segment>, Geomet
 pub(crate) fn open_fd<R: KindRules>(
     fd: std::os::fd::OwnedFd,
 ) -> Result<(Arc<Segment>, Geometry), OpenError> {
+    // A memfd must be sealed against shrinking, or whoever holds another fd to it could
+    // truncate it under us (SIGBUS). Other fds (EINVAL: not a memfd) cannot be sealed; like
+    // named objects, they rely on their permissions.
+    match rustix::fs::fcntl_get_seals(&fd) {
+        Ok(seals) if !seals.contains(rustix::fs::SealFlags::SHRINK) => {
+            return Err(OpenError::Incompatible(
+                "memfd is not sealed against shrinking (F_SEAL_SHRINK)",
+            ));
+        }
+        _ => {}
+    }
     let seg = Segment::from_owned_fd(fd, crate::header::HEADER_SIZE)?;
     let g = Header::validate::<R>(&seg)?;
     Ok((Arc::new(seg), g))
@@ -158,5 +169,53 @@ fn wait_for_size(
             }
             other => return other,
         }
+    }
+}
+
+/// Looks at a peer's liveness from non-blocking calls, at most once per
+/// [`SLICE`](crate::sync::waiter::SLICE), so that `try_recv` / `try_send` also notice a peer
+/// that died without closing, without a `/proc` lookup on every call.
+#[derive(Debug)]
+pub(crate) struct PeerWatch {
+    #[cfg(not(loom))]
+    next: Option<std::time::Instant>,
+    /// The process that attached this handle; a copy inherited by a forked child is not
+    /// that endpoint and must not close it.
+    #[cfg(not(loom))]
+    owner_pid: u32,
+}
+
+impl PeerWatch {
+    pub(crate) fn new() -> PeerWatch {
+        PeerWatch {
+            #[cfg(not(loom))]
+            next: None,
+            #[cfg(not(loom))]
+            owner_pid: std::process::id(),
+        }
+    }
+
+    /// Whether the owner of endpoint `slot` is known to be gone; looks (throttled) only for
+    /// shared rings.
+    pub(crate) fn peer_gone(&mut self, _storage: &Storage, _slot: usize) -> bool {
+        #[cfg(not(loom))]
+        if let Storage::Shm(_) = _storage {
+            let now = std::time::Instant::now();
+            if self.next.is_some_and(|next| now < next) {
+                return false;
+            }
+            self.next = Some(now + crate::sync::waiter::SLICE);
+            return _storage.endpoint_gone(_slot);
+        }
+        false
+    }
+
+    /// Whether this handle is being used in the process that attached it (not a forked
+    /// child holding an inherited copy).
+    pub(crate) fn in_owner_process(&self) -> bool {
+        #[cfg(not(loom))]
+        return std::process::id() == self.owner_pid;
+        #[cfg(loom)]
+        true
     }
 }

@@ -139,6 +139,10 @@ impl EventCount {
             return Ok(v);
         }
         stats.waits += 1;
+        // A zero timeout (`try`-like use of a timed call) gives up at once: no spinning.
+        if deadline.remaining().is_some_and(|left| left.is_zero()) {
+            return final_poll(poll);
+        }
         if strategy == WaitStrategy::Spin {
             return spin_until(deadline, poll, on_slice);
         }
@@ -151,6 +155,7 @@ impl EventCount {
                 }
             }
         }
+        let mut clock = SliceClock::start();
         loop {
             // Announce, then re-check: see the module docs for why the fence is needed.
             self.waiters.fetch_add(1, Ordering::Relaxed);
@@ -182,8 +187,12 @@ impl EventCount {
             if let Poll::Ready(v) = poll() {
                 return Ok(v);
             }
-            if let Poll::Ready(v) = on_slice() {
-                return Ok(v);
+            // However often we are woken, the (system-call heavy) slice work runs at most
+            // once per slice.
+            if clock.due() {
+                if let Poll::Ready(v) = on_slice() {
+                    return Ok(v);
+                }
             }
             if deadline.expired() {
                 return final_poll(poll);
@@ -199,6 +208,34 @@ fn final_poll<T>(mut poll: impl FnMut() -> Poll<T>) -> Result<T, TimedOut> {
     }
 }
 
+/// Tells when a [`SLICE`] has passed since the last time it said so. Under loom, where there
+/// is no clock and no process liveness to look at, every call is due.
+struct SliceClock {
+    #[cfg(not(loom))]
+    last: std::time::Instant,
+}
+
+impl SliceClock {
+    fn start() -> SliceClock {
+        SliceClock {
+            #[cfg(not(loom))]
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn due(&mut self) -> bool {
+        #[cfg(not(loom))]
+        {
+            let now = std::time::Instant::now();
+            if now.duration_since(self.last) < SLICE {
+                return false;
+            }
+            self.last = now;
+        }
+        true
+    }
+}
+
 /// The `Spin` strategy: poll forever, looking at the clock every thousand rounds and at the
 /// peer's liveness once per [`SLICE`].
 fn spin_until<T>(
@@ -206,8 +243,7 @@ fn spin_until<T>(
     mut poll: impl FnMut() -> Poll<T>,
     mut on_slice: impl FnMut() -> Poll<T>,
 ) -> Result<T, TimedOut> {
-    #[cfg(not(loom))]
-    let mut next_slice = std::time::Instant::now() + SLICE;
+    let mut clock = SliceClock::start();
     let mut rounds: u32 = 0;
     loop {
         spin_hint();
@@ -218,18 +254,7 @@ fn spin_until<T>(
         if rounds % 1024 != 0 && !cfg!(loom) {
             continue;
         }
-        #[cfg(not(loom))]
-        let slice_due = {
-            let now = std::time::Instant::now();
-            let due = now >= next_slice;
-            if due {
-                next_slice = now + SLICE;
-            }
-            due
-        };
-        #[cfg(loom)]
-        let slice_due = true;
-        if slice_due {
+        if clock.due() {
             if let Poll::Ready(v) = on_slice() {
                 return Ok(v);
             }
