@@ -22,6 +22,10 @@
 //! 128     endpoints[64]    24 bytes    {state: u32, role: u32, pid: u32, _: u32, start: u64}
 //! ```
 //!
+//! An endpoint's `state` word holds the state in its low 8 bits and, above them, a generation
+//! that MPMC rings bump each time they reuse the entry (SPSC entries are never reused and keep
+//! generation 0, so their words are the bare states).
+//!
 //! Creation handshake: the object is created with `O_EXCL` and mode 0600, every field is
 //! written, and `state = READY` is stored last with Release. An opener waits (bounded) for
 //! `READY` with Acquire, then validates every field against the object's real size and keeps

@@ -730,6 +730,9 @@ fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
         // finished before (then the recovering compare-exchange fails).
         ring.claim_line(i)
             .is_some_and(|rec| rec.load(Ordering::Acquire) == target)
+            // Only an attached endpoint claims slots: an entry mid-attach (perhaps forever,
+            // if its attacher was killed) holds at most a stale record of a departed owner.
+            && h.attached_role(i).is_some()
             && h.status(i) == EndpointStatus::Alive
     })
 }
