@@ -1,1 +1,86 @@
-//! Loom models of shmring live in `tests/`.
+//! Helpers shared by the loom models of shmring in `tests/`.
+//!
+//! The models are compiled and run only with `RUSTFLAGS="--cfg loom"`; see `README.md` for how
+//! to run them and for the list of models and the mutants each one catches.
+
+#![cfg(loom)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use shmring::{Config, WaitStrategy};
+
+/// Preemption bound used when `LOOM_MAX_PREEMPTIONS` is not set, so that a bare `cargo test`
+/// under `--cfg loom` finishes in seconds rather than exploring without bound.
+pub const DEFAULT_PREEMPTIONS: usize = 2;
+
+/// The smallest ring: 32 bytes of data region, messages of at most 8 bytes. A record of a
+/// 1..=8-byte message takes 16 bytes and an empty message 8, so two non-empty records fill it.
+pub const CAPACITY: usize = 32;
+
+/// The configuration every model starts from: the smallest ring, with `strategy`.
+pub fn config(strategy: WaitStrategy) -> Config {
+    Config::default().capacity(CAPACITY).wait_strategy(strategy)
+}
+
+/// Counts, across all executions of a model, how often something happened (the consumer
+/// slept, a timeout fired, ...). It is a std atomic outside the model, so the count survives
+/// from one execution to the next and can be checked once the model is done, to show that
+/// the model really reached the path it is about.
+#[derive(Clone, Debug, Default)]
+pub struct Tally(Arc<AtomicUsize>);
+
+impl Tally {
+    /// A tally at zero.
+    pub fn new() -> Tally {
+        Tally::default()
+    }
+
+    /// Counts one occurrence.
+    pub fn hit(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Occurrences counted so far.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Explores every interleaving of `f` (within the preemption bound) and prints how many
+/// executions that took, so the cost of each model is visible with `--nocapture`.
+///
+/// Bounds come from loom's environment variables (`LOOM_MAX_PREEMPTIONS`,
+/// `LOOM_MAX_BRANCHES`, ...); the preemption bound defaults to [`DEFAULT_PREEMPTIONS`]. With
+/// `LOOM_LOG` set, the model runs through `loom::model` instead, which also installs loom's
+/// log output (useful together with `LOOM_LOCATION` to read a failing interleaving); that
+/// path reads `LOOM_MAX_PREEMPTIONS` itself and applies no fallback, so set it too.
+pub fn model<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let executions = Tally::new();
+    let counted = {
+        let executions = executions.clone();
+        move || {
+            executions.hit();
+            f();
+        }
+    };
+    let start = Instant::now();
+    if std::env::var_os("LOOM_LOG").is_some() {
+        loom::model(counted);
+    } else {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(DEFAULT_PREEMPTIONS);
+        }
+        builder.check(counted);
+    }
+    eprintln!(
+        "model {name}: {} executions in {:.2} s",
+        executions.count(),
+        start.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Proves that the loom models catch real mistakes: builds the loom suite once per mutant of
+# the ring code (selected with `--cfg shmring_mutant="NAME"`, see `grep -rn shmring_mutant
+# src/`), runs every model against it, and fails if any mutant survives (every model passes).
+#
+# All mutants share one target directory, target/loom-mutants: the mutant's cfg is given to
+# the shmring crate alone (mutant-rustc.sh, a rustc wrapper), so loom and the other
+# dependencies are built once, and only shmring and the models are rebuilt per mutant.
+#
+# Each model runs in its own process: a model that finds a deadlock usually aborts its test
+# binary (loom panics again while unwinding), which would hide the verdict of the models
+# that share the binary. Each mutant also names a model that must be among those that catch
+# it, so the table in README.md is checked, not just claimed. A mutant that does not compile
+# fails this script; it never counts as caught.
+#
+# Environment: LOOM_MAX_PREEMPTIONS (default 3), MUTANTS (space-separated subset to run),
+# MODEL_TIMEOUT (seconds per model run, default 600).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+model_timeout="${MODEL_TIMEOUT:-600}"
+target=target/loom-mutants
+wrapper="$PWD/loom-tests/mutant-rustc.sh"
+export RUSTFLAGS="--cfg loom -C debug-assertions"
+unset RUSTC_WORKSPACE_WRAPPER
+
+# mutant -> a model (test file::test name) that must catch it.
+declare -A expected=(
+    [relaxed_tail]="spsc_fifo::wrap_with_padding_while_reading"
+    [relaxed_head]="spsc_fifo::wrap_with_padding_after_two_releases"
+    [no_recheck]="spsc_wakeup::consumer_asleep_on_empty_ring_is_woken_by_send"
+    [skip_wake]="spsc_wakeup::producer_asleep_on_full_ring_is_woken_by_release"
+    [full_off_by_one]="spsc_fifo::wrap_with_padding_after_two_releases"
+)
+read -r -a mutants <<<"${MUTANTS:-relaxed_tail relaxed_head no_recheck skip_wake full_off_by_one}"
+
+status=0
+for m in "${mutants[@]}"; do
+    if [[ -z "${expected[$m]+x}" ]]; then
+        echo "mutants.sh: unknown mutant '$m'" >&2
+        exit 2
+    fi
+    dir="$target/$m"
+    mkdir -p "$dir"
+    echo "=== mutant $m"
+    # Cargo cannot see the wrapper's extra flag, so make it rebuild shmring (and with it the
+    # models) for this mutant.
+    cargo clean -p shmring --release --target-dir "$target" >"$dir/build.log" 2>&1
+    if ! SHMRING_MUTANT="$m" RUSTC_WRAPPER="$wrapper" \
+        cargo test -p loom-tests --release --target-dir "$target" --no-run \
+        >>"$dir/build.log" 2>&1; then
+        echo "mutant $m: build failed (see $dir/build.log)"
+        tail -n 20 "$dir/build.log"
+        status=1
+        continue
+    fi
+    # "  Executable tests/spsc_fifo.rs (target/.../spsc_fifo-0123abcd)"
+    mapfile -t bins < <(sed -n 's/^ *Executable tests\/\(.*\)\.rs (\(.*\))$/\1 \2/p' \
+        "$dir/build.log")
+    if [[ ${#bins[@]} -eq 0 ]]; then
+        echo "mutant $m: no test binaries found (see $dir/build.log)"
+        status=1
+        continue
+    fi
+    start=$(date +%s)
+    caught=()
+    passed=0
+    for entry in "${bins[@]}"; do
+        file=${entry%% *}
+        exe=${entry#* }
+        mapfile -t tests < <("$exe" --list --format terse 2>/dev/null | sed -n 's/: test$//p')
+        for t in "${tests[@]}"; do
+            log="$dir/$file.$t.log"
+            # In a subshell that outlives the model, so that the shell's note about a model
+            # killed by a signal goes to the log, not to the terminal.
+            rc=0
+            (
+                timeout "$model_timeout" "$exe" --exact "$t" --nocapture
+                exit $?
+            ) >"$log" 2>&1 || rc=$?
+            if [[ $rc -eq 0 ]]; then
+                passed=$((passed + 1))
+                continue
+            fi
+            if [[ $rc -eq 124 ]]; then
+                why="timed out after ${model_timeout} s"
+            else
+                # The line after the first panic says how the model failed.
+                why=$(grep -m1 -A1 "panicked at" "$log" | sed -n 2p)
+                why=${why:-exit status $rc}
+            fi
+            caught+=("$file::$t")
+            echo "    caught by $file::$t: $why"
+        done
+    done
+    elapsed=$(($(date +%s) - start))
+    if [[ ${#caught[@]} -eq 0 ]]; then
+        echo "mutant $m: SURVIVED: all $passed models passed (logs in $dir)"
+        status=1
+    else
+        echo "mutant $m: caught by ${#caught[@]} models, $passed passed (${elapsed} s)"
+        if ! printf '%s\n' "${caught[@]}" | grep -qxF "${expected[$m]}"; then
+            echo "mutant $m: expected ${expected[$m]} to catch it, but it passed"
+            status=1
+        fi
+    fi
+done
+
+if [[ $status -ne 0 ]]; then
+    echo "mutants.sh: FAILED"
+else
+    echo "mutants.sh: every mutant was caught"
+fi
+exit $status

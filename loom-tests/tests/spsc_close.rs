@@ -1,0 +1,96 @@
+//! Ends of the stream while the other side sleeps, as with a pipe: a consumer blocked in
+//! `recv` drains what is left and then sees end of stream when the producer goes; a producer
+//! blocked in `send` on a full ring gets `Disconnected` with its message handed back when the
+//! consumer goes.
+
+#![cfg(loom)]
+
+use loom::thread;
+use loom_tests::{Tally, config, model};
+use shmring::{RecvError, SendError, TryRecvError, WaitStrategy, spsc};
+
+const M1: &[u8] = &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16];
+const M2: &[u8] = &[0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28];
+const M3: &[u8] = &[0x31, 0x32, 0x33];
+
+/// The producer sends `M1` and closes while the consumer may be asleep in `recv`: the
+/// consumer gets `M1`, then `Disconnected`, and stays disconnected.
+#[test]
+fn producer_closes_while_consumer_sleeps() {
+    let slept = Tally::new();
+    let counter = slept.clone();
+    model("producer_closes_while_consumer_sleeps", move || {
+        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+        let producer = thread::spawn(move || {
+            tx.send(M1).unwrap();
+            tx.close();
+        });
+        assert_eq!(
+            &*rx.recv().unwrap(),
+            M1,
+            "what was sent before closing is drained"
+        );
+        assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
+        assert!(rx.is_disconnected());
+        if rx.wait_stats().sleeps > 0 {
+            counter.hit();
+        }
+        producer.join().unwrap();
+    });
+    assert!(slept.count() > 0, "the consumer never slept");
+}
+
+/// The ring is full and the producer may be asleep in `send(M3)` when the consumer is
+/// dropped: the send fails with `Disconnected` and hands `M3` back.
+#[test]
+fn consumer_closes_while_producer_sleeps() {
+    let slept = Tally::new();
+    let counter = slept.clone();
+    model("consumer_closes_while_producer_sleeps", move || {
+        let (mut tx, rx) = spsc::channel(&config(WaitStrategy::Block));
+        tx.send(M1).unwrap();
+        tx.send(M2).unwrap();
+        let consumer = thread::spawn(move || drop(rx));
+        match tx.send(M3) {
+            Err(SendError::Disconnected(back)) => {
+                assert!(std::ptr::eq(back, M3), "the refused message is handed back");
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        assert!(tx.is_disconnected());
+        if tx.wait_stats().sleeps > 0 {
+            counter.hit();
+        }
+        consumer.join().unwrap();
+    });
+    assert!(slept.count() > 0, "the producer never slept");
+}
+
+/// The consumer takes `M1` (making room) and closes while the producer sends `M3` and `M4`:
+/// `M3` may land before the close is seen or be refused; `M4` is always refused (the ring is
+/// full again, or the close was seen), and every refused message is handed back.
+#[test]
+fn consumer_closes_after_making_room() {
+    const M4: &[u8] = &[0x41];
+    model("consumer_closes_after_making_room", || {
+        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+        tx.send(M1).unwrap();
+        tx.send(M2).unwrap();
+        let consumer = thread::spawn(move || {
+            assert_eq!(&*rx.recv().unwrap(), M1);
+            rx.close();
+        });
+        let third = tx.send(M3);
+        if let Err(e) = &third {
+            assert!(matches!(e, SendError::Disconnected(b) if std::ptr::eq(*b, M3)));
+        }
+        // Either M3 filled the ring again or the consumer was already seen gone: M4 cannot
+        // be delivered, and the producer must not sleep forever waiting for room.
+        match tx.send(M4) {
+            Err(SendError::Disconnected(back)) => assert!(std::ptr::eq(back, M4)),
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        consumer.join().unwrap();
+    });
+}

@@ -1,0 +1,73 @@
+//! No lost wake-up: a side asleep on the futex is always woken by the other side's progress.
+//!
+//! Both handles use `WaitStrategy::Block`, so a side that cannot make progress announces
+//! itself and sleeps at once. The side that would wake it stays open until the end of the
+//! model (its handle is handed back through `join`), so closing cannot stand in for a missing
+//! wake-up: if a wake-up is lost, every thread ends up asleep and loom reports a deadlock.
+//! Each model also checks, across all executions, that the sleeping path was really taken.
+
+#![cfg(loom)]
+
+use loom::thread;
+use loom_tests::{Tally, config, model};
+use shmring::{WaitStrategy, spsc};
+
+const M1: &[u8] = &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18];
+const M2: &[u8] = &[0x21, 0x22, 0x23];
+const M3: &[u8] = &[0x31, 0x32, 0x33, 0x34, 0x35];
+
+/// The consumer finds the ring empty and sleeps; each of two sends must wake it.
+#[test]
+fn consumer_asleep_on_empty_ring_is_woken_by_send() {
+    // Executions in which the consumer went to sleep at least once.
+    let slept = Tally::new();
+    let counter = slept.clone();
+    model(
+        "consumer_asleep_on_empty_ring_is_woken_by_send",
+        move || {
+            let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+            let producer = thread::spawn(move || {
+                tx.send(M1).unwrap();
+                tx.send(M2).unwrap();
+                tx
+            });
+            assert_eq!(&*rx.recv().unwrap(), M1);
+            assert_eq!(&*rx.recv().unwrap(), M2);
+            if rx.wait_stats().sleeps > 0 {
+                counter.hit();
+            }
+            let tx = producer.join().unwrap();
+            drop(tx);
+        },
+    );
+    assert!(slept.count() > 0, "the consumer never slept");
+}
+
+/// The ring starts full (two 16-byte records); the producer sleeps until the consumer
+/// releases a record, and that release must wake it.
+#[test]
+fn producer_asleep_on_full_ring_is_woken_by_release() {
+    let slept = Tally::new();
+    let counter = slept.clone();
+    model(
+        "producer_asleep_on_full_ring_is_woken_by_release",
+        move || {
+            let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+            tx.send(M1).unwrap();
+            tx.send(M2).unwrap();
+            let consumer = thread::spawn(move || {
+                for want in [M1, M2, M3] {
+                    assert_eq!(&*rx.recv().unwrap(), want);
+                }
+                rx
+            });
+            tx.send(M3).unwrap();
+            if tx.wait_stats().sleeps > 0 {
+                counter.hit();
+            }
+            let rx = consumer.join().unwrap();
+            drop(rx);
+        },
+    );
+    assert!(slept.count() > 0, "the producer never slept");
+}
