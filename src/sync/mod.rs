@@ -28,10 +28,10 @@ pub(crate) fn spin_hint() {
 
 /// How many rounds of `Backoff::snooze` a waiter spends before it announces itself and sleeps.
 /// Under loom spinning adds only states, never behaviours, so it is skipped.
-#[cfg(not(loom))]
-pub(crate) const SPIN_ROUNDS: u32 = 12;
-#[cfg(loom)]
-pub(crate) const SPIN_ROUNDS: u32 = 0;
+#[inline]
+pub(crate) fn spin_rounds() -> u32 {
+    if cfg!(loom) { 0 } else { 12 }
+}
 
 pub(crate) use time::Deadline;
 

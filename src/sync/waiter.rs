@@ -29,7 +29,7 @@ use std::time::Duration;
 use crossbeam_utils::Backoff;
 
 use super::futex::Futex;
-use super::{AtomicU32, Deadline, Ordering, SPIN_ROUNDS, fence, spin_hint};
+use super::{AtomicU32, Deadline, Ordering, fence, spin_hint, spin_rounds};
 
 /// Longest single sleep; a waiter re-checks its peer's liveness at least this often.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
@@ -148,7 +148,7 @@ impl EventCount {
         }
         if strategy == WaitStrategy::Adaptive {
             let backoff = Backoff::new();
-            for _ in 0..SPIN_ROUNDS {
+            for _ in 0..spin_rounds() {
                 backoff.snooze();
                 if let Poll::Ready(v) = poll() {
                     return Ok(v);
