@@ -11,7 +11,7 @@
 
 use std::error::Error;
 use std::process::{Child, Command};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shmring::{Config, mpmc};
 
@@ -80,9 +80,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let ring = Config::default().slots(256).slot_size(64);
     let mut jobs = mpmc::Sender::create(&names.jobs, ring)?;
     let mut results = mpmc::Receiver::create(&names.results, ring)?;
-    // Holds the results ring's sending side open until every worker has attached to it
-    // (the side closes for good when its last sender leaves).
-    let mut hold = Some(mpmc::Sender::open(&names.results)?);
+    // Holds the results ring's sending side open until the workers have attached to it (a
+    // side closes for good when its last endpoint leaves).
+    let hold = mpmc::Sender::open(&names.results)?;
 
     let exe = std::env::current_exe()?;
     let mut children: Vec<Child> = (0..WORKERS)
@@ -92,6 +92,18 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .spawn()
         })
         .collect::<Result<_, _>>()?;
+
+    // Every worker says hello once it is attached to both rings. Only then do jobs go out:
+    // otherwise a fast worker could take every job and leave (closing the job ring's
+    // receiving side) before a slow one has even attached.
+    for _ in 0..WORKERS {
+        let hello = results.recv_timeout(Duration::from_secs(30))?;
+        assert_eq!(word(&hello, 1), u64::MAX, "a hello comes first");
+    }
+    drop(hold);
+    // Everyone is attached: the names are no longer needed.
+    let _ = shmring::unlink(&names.jobs);
+    let _ = shmring::unlink(&names.results);
 
     let started = Instant::now();
     // Jobs go out from a thread while this one collects results, so neither ring can fill
@@ -103,23 +115,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Dropping the sender ends the job stream: workers drain it and exit.
     });
 
-    let mut ready = 0;
     let mut done = vec![0u64; WORKERS as usize];
     let mut answered = vec![false; JOBS as usize + 1];
     let (mut longest, mut longest_n) = (0, 0);
     while let Ok(m) = results.recv() {
         let (id, n, steps) = (word(&m, 0), word(&m, 1), word(&m, 2));
         drop(m);
-        if n == u64::MAX {
-            ready += 1;
-            if ready == WORKERS {
-                hold = None;
-                // Everyone is attached: the names are no longer needed.
-                let _ = shmring::unlink(&names.jobs);
-                let _ = shmring::unlink(&names.results);
-            }
-            continue;
-        }
         assert!(!answered[n as usize], "job {n} answered twice");
         answered[n as usize] = true;
         done[id as usize] += 1;
@@ -127,7 +128,6 @@ fn main() -> Result<(), Box<dyn Error>> {
             (longest, longest_n) = (steps, n);
         }
     }
-    assert!(hold.is_none());
     feeder.join().expect("feeder thread");
     for c in &mut children {
         let status = c.wait()?;

@@ -402,9 +402,9 @@ impl Header {
             {
                 continue;
             }
-            ep.role.store(role, Ordering::Relaxed);
             ep.pid.store(me.pid, Ordering::Relaxed);
             ep.start_time.store(me.start_time, Ordering::Relaxed);
+            ep.role.store(role, Ordering::Relaxed);
             // SYNC POINT: Release pairs with the Acquire loads in `status`, `attached_role`
             // and `reap_if_dead`: who sees ATTACHED sees the role and the process identity.
             ep.state.store(generation | EP_ATTACHED, Ordering::Release);

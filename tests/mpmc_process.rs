@@ -247,6 +247,7 @@ fn mpmc_child() {
             let (id, count) = (env_u64("MPMC_ID"), env_u64("MPMC_COUNT"));
             let mark = std::env::var("MPMC_MARK").map_or(u64::MAX, |m| m.parse().unwrap());
             let mut tx = mpmc::Sender::open(&name).expect("open sender");
+            println!("ATTACHED");
             for q in 0..count {
                 tx.send(&encode(id, q)).expect("send");
                 if q == mark {
@@ -360,7 +361,10 @@ fn run_many(test: &str, senders: u64, receivers: u64, per: u64, slots: usize) ->
     for k in &mut rx_kids {
         k.wait_for("ATTACHED");
     }
-    let tx_kids: Vec<Kid> = (0..senders)
+    // The senders' side closes for good when its last sender leaves: hold it open until
+    // every sender child has attached (a fast one could otherwise finish first).
+    let hold = mpmc::Sender::open(&name.0).expect("open holding sender");
+    let mut tx_kids: Vec<Kid> = (0..senders)
         .map(|id| {
             spawn(
                 "sender",
@@ -372,6 +376,10 @@ fn run_many(test: &str, senders: u64, receivers: u64, per: u64, slots: usize) ->
             )
         })
         .collect();
+    for k in &mut tx_kids {
+        k.wait_for("ATTACHED");
+    }
+    drop(hold);
     let mut tx_waits = 0;
     for k in tx_kids {
         tx_waits += k.finish().expect("sender stats").0;
@@ -622,8 +630,10 @@ fn chaos_round(round: usize, rx_after: usize, tx_mark: u64) {
         k.wait_for("ATTACHED");
     }
     victim_rx.wait_for("ATTACHED");
-    // Senders 0 and 1 survive; sender 2 is killed once it has sent `tx_mark` messages.
-    let senders: Vec<Kid> = (0..3u64)
+    // Senders 0 and 1 survive; sender 2 is killed once it has sent `tx_mark` messages. The
+    // senders' side is held open until all three have attached.
+    let hold = mpmc::Sender::open(&name.0).expect("open holding sender");
+    let mut senders: Vec<Kid> = (0..3u64)
         .map(|id| {
             let mut env = vec![
                 ("MPMC_NAME", name.0.clone()),
@@ -636,6 +646,10 @@ fn chaos_round(round: usize, rx_after: usize, tx_mark: u64) {
             spawn("sender", &env)
         })
         .collect();
+    for k in &mut senders {
+        k.wait_for("ATTACHED");
+    }
+    drop(hold);
     let mut senders = senders.into_iter();
     let (s0, s1, mut victim_tx) = (
         senders.next().unwrap(),
