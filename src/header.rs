@@ -267,6 +267,24 @@ impl Header {
         self.state.store(STATE_READY, Ordering::Release);
     }
 
+    /// The kind word, unvalidated (to pick the rules to validate with).
+    pub(crate) fn raw_kind(&self) -> Option<Kind> {
+        Kind::from_raw(self.kind.load(Ordering::Relaxed))
+    }
+
+    /// What endpoint entry `slot` says now: (state without generation, role, pid, start
+    /// time). Unvalidated; for display.
+    pub(crate) fn endpoint_snapshot(&self, slot: usize) -> Option<(u32, u32, u32, u64)> {
+        let ep = self.endpoint(slot)?;
+        let state = ep.state.load(Ordering::Acquire) & EP_STATE_MASK;
+        Some((
+            state,
+            ep.role.load(Ordering::Relaxed),
+            ep.pid.load(Ordering::Relaxed),
+            ep.start_time.load(Ordering::Relaxed),
+        ))
+    }
+
     /// Marks the ring poisoned (a participant found it corrupted); later opens fail.
     pub(crate) fn poison(&self) {
         self.state.store(STATE_POISONED, Ordering::Relaxed);

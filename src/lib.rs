@@ -61,6 +61,8 @@ mod error;
 #[cfg(not(loom))]
 mod header;
 #[cfg(not(loom))]
+mod inspect;
+#[cfg(not(loom))]
 mod peer;
 #[cfg(not(loom))]
 mod segment;
@@ -75,6 +77,8 @@ pub use error::{
     CommitError, Corruption, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
+#[cfg(not(loom))]
+pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};
 #[cfg(not(loom))]
 pub use segment::{MAX_NAME_LEN, unlink, validate_name};
 pub use sync::waiter::{WaitStats, WaitStrategy};

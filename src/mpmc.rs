@@ -258,7 +258,7 @@ impl Control {
 }
 
 #[cfg(not(loom))]
-struct MpmcRules;
+pub(crate) struct MpmcRules;
 
 #[cfg(not(loom))]
 impl KindRules for MpmcRules {

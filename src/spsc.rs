@@ -158,7 +158,7 @@ impl Control {
 }
 
 #[cfg(not(loom))]
-struct SpscRules;
+pub(crate) struct SpscRules;
 
 #[cfg(not(loom))]
 impl KindRules for SpscRules {
