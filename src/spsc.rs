@@ -690,6 +690,8 @@ impl Producer {
         // SAFETY: as `Ring::ctrl`: the control block outlives `self.ring.storage`.
         let writable = unsafe { &ctrl.as_ref().wait.writable };
         let storage = self.ring.storage.clone();
+        // Copied out (and back) so the liveness lookups stay throttled across calls.
+        let mut watch = self.ring.watch;
         let strategy = self.strategy;
         let mut stats = self.stats;
         let result = writable.wait(
@@ -703,7 +705,7 @@ impl Producer {
                 Err(NoSpace::Corrupted(c)) => Poll::Ready(Err(ClaimError::Corrupted(c))),
             },
             || {
-                if storage.endpoint_gone(CONSUMER_SLOT) {
+                if watch.peer_gone(&storage, CONSUMER_SLOT) {
                     // The consumer died without closing: close for it; the next poll reports
                     // the disconnect.
                     // SAFETY: as above.
@@ -714,6 +716,7 @@ impl Producer {
             },
         );
         self.stats = stats;
+        self.ring.watch = watch;
         match result {
             Ok(r) => r,
             Err(_) => Err(ClaimError::Timeout),
@@ -1520,6 +1523,8 @@ impl Consumer {
         // SAFETY: as `Ring::ctrl`: the control block outlives `self.ring.storage`.
         let readable = unsafe { &ctrl.as_ref().wait.readable };
         let storage = self.ring.storage.clone();
+        // Copied out (and back) so the liveness lookups stay throttled across calls.
+        let mut watch = self.ring.watch;
         let strategy = self.strategy;
         let mut stats = self.stats;
         let result = readable.wait(
@@ -1528,7 +1533,7 @@ impl Consumer {
             &mut stats,
             || self.poll_record(),
             || {
-                if storage.endpoint_gone(PRODUCER_SLOT) {
+                if watch.peer_gone(&storage, PRODUCER_SLOT) {
                     // The producer died without closing: close for it; the next poll drains
                     // what it published and then reports end of stream.
                     // SAFETY: as above.
@@ -1539,6 +1544,7 @@ impl Consumer {
             },
         );
         self.stats = stats;
+        self.ring.watch = watch;
         match result {
             Ok(r) => r.map_err(Into::into),
             Err(_) => Err(RecvTimeoutError::Timeout),

@@ -175,7 +175,7 @@ fn wait_for_size(
 /// Looks at a peer's liveness from non-blocking calls, at most once per
 /// [`SLICE`](crate::sync::waiter::SLICE), so that `try_recv` / `try_send` also notice a peer
 /// that died without closing, without a `/proc` lookup on every call.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct PeerWatch {
     #[cfg(not(loom))]
     next: Option<std::time::Instant>,

@@ -45,10 +45,10 @@ fn robust_child() {
     }
 }
 
-#[test]
-fn try_recv_notices_a_killed_producer_after_draining() {
-    let name = RingName::new("trykill");
-    let mut rx = spsc::Consumer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+/// Starts a producer that sends "one" and "two", waits until it did, and SIGKILLs it.
+fn killed_producer(tag: &str) -> (RingName, spsc::Consumer) {
+    let name = RingName::new(tag);
+    let rx = spsc::Consumer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
     let mut child = spawn_child(
         "robust_child",
         "send_two_then_hang",
@@ -64,6 +64,12 @@ fn try_recv_notices_a_killed_producer_after_draining() {
     }
     child.kill();
     child.reap();
+    (name, rx)
+}
+
+#[test]
+fn try_recv_notices_a_killed_producer_after_draining() {
+    let (_name, mut rx) = killed_producer("trykill");
     // Never blocking: the messages sent before the kill come first, then end of stream.
     let mut got = Vec::new();
     let mut polls = 0u64;
@@ -85,6 +91,26 @@ fn try_recv_notices_a_killed_producer_after_draining() {
     }
     assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
     assert!(rx.is_disconnected());
+}
+
+#[test]
+fn short_timeouts_in_a_loop_notice_a_killed_producer() {
+    let (_name, mut rx) = killed_producer("shortkill");
+    let mut got = Vec::new();
+    let mut timeouts = 0u64;
+    loop {
+        // Each wait is shorter than the 100 ms liveness slice.
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(m) => got.push(m.to_vec()),
+            Err(RecvTimeoutError::Timeout) => {
+                timeouts += 1;
+                assert!(timeouts < 500, "a dead producer was never noticed");
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
 }
 
 #[test]

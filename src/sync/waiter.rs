@@ -122,8 +122,9 @@ impl EventCount {
         self.epoch.wake_all();
     }
 
-    /// Waits until `poll` returns `Ready`, the deadline passes, or `on_slice` (called after
-    /// each sleep slice, e.g. a liveness check) returns `Ready`.
+    /// Waits until `poll` returns `Ready`, the deadline passes, or `on_slice` (called at most
+    /// once per slice of waiting and once more when the deadline passes; e.g. a liveness
+    /// check, which should throttle itself across calls) returns `Ready`.
     ///
     /// `poll` must be a pure check of shared state (it may run many times). Before giving up on
     /// a deadline `poll` runs once more, so a ready condition is never reported as a timeout.
@@ -141,7 +142,7 @@ impl EventCount {
         stats.waits += 1;
         // A zero timeout (`try`-like use of a timed call) gives up at once: no spinning.
         if deadline.remaining().is_some_and(|left| left.is_zero()) {
-            return final_poll(poll);
+            return expire(poll, on_slice);
         }
         if strategy == WaitStrategy::Spin {
             return spin_until(deadline, poll, on_slice);
@@ -171,7 +172,7 @@ impl EventCount {
                 None => SLICE,
                 Some(left) if left.is_zero() => {
                     self.waiters.fetch_sub(1, Ordering::Relaxed);
-                    return final_poll(poll);
+                    return expire(poll, on_slice);
                 }
                 Some(left) => left.min(SLICE),
             };
@@ -195,10 +196,22 @@ impl EventCount {
                 }
             }
             if deadline.expired() {
-                return final_poll(poll);
+                return expire(poll, on_slice);
             }
         }
     }
+}
+
+/// The deadline passed: one last look at the peers (so that a short timeout used in a loop
+/// still notices a dead peer; callers throttle their own lookups) and at the condition.
+fn expire<T>(
+    mut poll: impl FnMut() -> Poll<T>,
+    mut on_slice: impl FnMut() -> Poll<T>,
+) -> Result<T, TimedOut> {
+    if let Poll::Ready(v) = on_slice() {
+        return Ok(v);
+    }
+    final_poll(&mut poll)
 }
 
 fn final_poll<T>(mut poll: impl FnMut() -> Poll<T>) -> Result<T, TimedOut> {
@@ -260,7 +273,7 @@ fn spin_until<T>(
             }
         }
         if deadline.expired() {
-            return final_poll(poll);
+            return expire(poll, on_slice);
         }
     }
 }
