@@ -1235,7 +1235,12 @@ impl Sender {
         let ctrl = ring.ctrl();
         let cap = ring.slots;
         let mut recorded = false;
-        let mut t = ctrl.tail.tail.load(Ordering::Relaxed);
+        // SYNC POINT: every load of `tail` here (and the failure ordering of the
+        // compare-exchange) is Acquire, pairing with the senders' AcqRel compare-exchanges:
+        // the sender that claimed `t - slots` loaded `seq == t - slots` before moving `tail`
+        // on, so whoever sees `tail == t` sees that `seq` or a later one, never an older
+        // value that would read as out of range (corruption).
+        let mut t = ctrl.tail.tail.load(Ordering::Acquire);
         let bad = loop {
             // SYNC POINT: Acquire pairs with the Release store of `seq` by the receiver that
             // released the slot (`Receiver::release`) or by a recovery: the receiver is done
@@ -1249,7 +1254,7 @@ impl Sender {
                     t,
                     t + 1,
                     Ordering::AcqRel,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => return Ok(t),
                     Err(cur) => {
@@ -1262,7 +1267,7 @@ impl Sender {
             if sm < t && sm + cap >= t {
                 // The slot still holds the previous lap's message: full, unless `tail`
                 // moved meanwhile.
-                let now = ctrl.tail.tail.load(Ordering::Relaxed);
+                let now = ctrl.tail.tail.load(Ordering::Acquire);
                 if now != t {
                     t = now;
                     continue;
@@ -1275,7 +1280,7 @@ impl Sender {
             if sm > t {
                 // Another sender claimed `t` already; its `tail` store happened before the
                 // `seq` we saw, so a reload shows a newer tail.
-                let now = ctrl.tail.tail.load(Ordering::Relaxed);
+                let now = ctrl.tail.tail.load(Ordering::Acquire);
                 if now != t {
                     t = now;
                     continue;
@@ -1887,7 +1892,12 @@ impl Receiver {
         }
         let cap = self.h.ring.slots;
         let mut recorded = false;
-        let mut h = self.h.ring.ctrl().head.head.load(Ordering::Relaxed);
+        // SYNC POINT: every load of `head` here (and the failure ordering of the
+        // compare-exchange) is Acquire, pairing with the receivers' AcqRel compare-exchanges:
+        // the receiver that claimed `h - slots` loaded `seq == h - slots + 1` before moving
+        // `head` on, so whoever sees `head == h` sees that `seq` or a later one, never an
+        // older value that would read as out of range (corruption).
+        let mut h = self.h.ring.ctrl().head.head.load(Ordering::Acquire);
         let bad = loop {
             let ring = &self.h.ring;
             let ctrl = ring.ctrl();
@@ -1904,7 +1914,7 @@ impl Receiver {
                     h,
                     h + 1,
                     Ordering::AcqRel,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     h = cur;
                     continue;
@@ -1912,7 +1922,7 @@ impl Receiver {
                 if s & SKIP != 0 {
                     // Nothing in it: release it and look further.
                     self.release(h);
-                    h = ctrl.head.head.load(Ordering::Relaxed);
+                    h = ctrl.head.head.load(Ordering::Acquire);
                     continue;
                 }
                 let len = meta.len.load(Ordering::Relaxed);
@@ -1932,7 +1942,7 @@ impl Receiver {
             if sm <= h && sm + cap > h {
                 // Not published yet at this lap (or the previous lap's receiver still holds
                 // the slot): empty, unless `head` moved meanwhile.
-                let now = ctrl.head.head.load(Ordering::Relaxed);
+                let now = ctrl.head.head.load(Ordering::Acquire);
                 if now != h {
                     h = now;
                     continue;
@@ -1945,7 +1955,7 @@ impl Receiver {
             if sm > h + 1 {
                 // Another receiver took `h` already; its `head` store happened before the
                 // `seq` we saw, so a reload shows a newer head.
-                let now = ctrl.head.head.load(Ordering::Relaxed);
+                let now = ctrl.head.head.load(Ordering::Acquire);
                 if now != h {
                     h = now;
                     continue;
