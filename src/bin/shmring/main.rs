@@ -25,7 +25,7 @@ enum Command {
     /// so the creating process stays attached: as the consumer it prints what arrives, as the
     /// producer it sends its standard input lines).
     Create(ring::CreateArgs),
-    /// Show what can be read about a ring without attaching to it.
+    /// Show a ring's geometry and endpoints without attaching to it.
     Stat(ring::StatArgs),
     /// Open a ring as its producer and send messages (arguments, or standard input lines).
     Send(ring::SendArgs),

@@ -225,15 +225,39 @@ pub fn stat(a: StatArgs) -> Result<ExitCode, CliError> {
     println!("size:        {} bytes", meta.len());
     println!("mode:        {:o}", meta.mode() & 0o7777);
     println!("owner:       uid {} gid {}", meta.uid(), meta.gid());
-    match shmring_magic {
+    match &shmring_magic {
         Ok(true) => println!("contents:    shmring ring (magic present)"),
         Ok(false) => println!("contents:    not a shmring ring (no magic)"),
         Err(e) => println!("contents:    unreadable ({e})"),
     }
-    println!(
-        "geometry:    not shown: the library has no public read-only inspection yet, and \
-         opening an end would attach to (and on exit close) it"
-    );
+    if matches!(shmring_magic, Ok(true)) {
+        let info = shmring::inspect(&a.name)?;
+        let kind = match info.kind {
+            shmring::RingKind::Spsc => "SPSC",
+            shmring::RingKind::Mpmc => "MPMC",
+        };
+        println!("kind:        {kind}");
+        match info.kind {
+            shmring::RingKind::Spsc => println!("capacity:    {} bytes", info.capacity),
+            shmring::RingKind::Mpmc => println!(
+                "capacity:    {} slots of {} bytes",
+                info.capacity, info.slot_size
+            ),
+        }
+        println!("max message: {} bytes", info.max_message);
+        println!("mapped:      {} bytes", info.object_len);
+        println!(
+            "endpoints:   {} in use of {}",
+            info.endpoints.len(),
+            info.registry_len
+        );
+        for e in &info.endpoints {
+            println!(
+                "  [{}] {:<9} pid {:<8} {:?}",
+                e.slot, e.role, e.pid, e.state
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
