@@ -119,7 +119,7 @@ use crate::error::{
 use crate::storage::Storage;
 use crate::sync::region::Region;
 use crate::sync::waiter::{EventCount, Poll, WaitStats, WaitStrategy};
-use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering, fence};
 
 #[cfg(not(loom))]
 use crate::error::OpenError;
@@ -141,6 +141,9 @@ const MAX_DATA: u64 = 1 << 40;
 
 /// Flag of a slot's `seq`: the position is done and holds no message.
 const SKIP: u64 = 1 << 63;
+/// Head and tail never reach this (2^62 messages); a larger value was written by a peer.
+/// Below it, `index + 1` and `seq + slots` cannot overflow.
+const MAX_INDEX: u64 = 1 << 62;
 /// Bit of a side word: the side is closed for good.
 const CLOSED: u64 = 1;
 /// One attach in a side word (the counter sits above the `CLOSED` bit).
@@ -528,10 +531,13 @@ fn heap_channel(
             .map(|_| loom::cell::UnsafeCell::new(()))
             .collect(),
     };
+    // Move the memory to its final owner first: pointers taken before a move of the boxes
+    // would be invalidated by it.
+    let heap = std::sync::Arc::new(heap);
     let ctrl = NonNull::from(&*heap.ctrl);
     let meta = NonNull::from(&*heap.meta).cast::<u8>();
-    // SAFETY: `data` is `words` 8-byte-aligned words owned by `heap`, which the Arc below keeps
-    // alive as long as any handle; the boxes never move their contents.
+    // SAFETY: `data` is `words` 8-byte-aligned words owned by `heap`, which the Arc keeps
+    // alive (and in place) as long as any handle.
     let region = unsafe {
         let ptr = NonNull::new_unchecked(heap.data.as_ptr() as *mut u8);
         #[cfg(not(loom))]
@@ -544,9 +550,7 @@ fn heap_channel(
         );
         region
     };
-    let storage = Storage::Heap {
-        _owner: std::sync::Arc::new(heap),
-    };
+    let storage = Storage::Heap { _owner: heap };
     let ring = Ring {
         ctrl,
         meta,
@@ -678,6 +682,10 @@ fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, Open
 #[cfg(not(loom))]
 fn close_side_if_last(ring: &Ring, role: Role) {
     let Some(h) = ring.header() else { return };
+    // Two last endpoints closing at once each store their CLOSED entry, then scan for the
+    // other's: the fence makes sure at least one of them sees both closed (without it,
+    // each load may miss the other's store and nobody closes the side).
+    fence(Ordering::SeqCst);
     let ctrl = ring.ctrl();
     let side = role.side(ctrl);
     loop {
@@ -747,6 +755,10 @@ fn recover_abandoned(ring: &Ring) -> bool {
     // SYNC POINT: Acquire on `head`/`tail` pairs with the claimers' Release
     // compare-exchanges: their claim records (stored before) are visible.
     let h = ctrl.head.head.load(Ordering::Acquire);
+    if h >= MAX_INDEX {
+        // Written by a peer; the handles report it as corruption.
+        return false;
+    }
     let meta = ring.meta(h);
     if meta.seq.load(Ordering::Acquire) == h
         && ctrl.tail.tail.load(Ordering::Acquire) > h
@@ -762,7 +774,7 @@ fn recover_abandoned(ring: &Ring) -> bool {
     }
     // A receiver that claimed the previous lap of `tail` and never released it.
     let t = ctrl.tail.tail.load(Ordering::Acquire);
-    if t >= ring.slots {
+    if t >= ring.slots && t < MAX_INDEX {
         let prev = t - ring.slots;
         let meta = ring.meta(t);
         let s = meta.seq.load(Ordering::Acquire);
@@ -810,7 +822,12 @@ fn check_peers(ring: &Ring, clock: &mut PeerClock) {
         }
         clock.last = Some(now);
         reap_dead(ring);
-        recover_abandoned(ring);
+        // A dead process may have left one abandoned slot per handle it had.
+        for _ in 0..crate::header::MAX_ENDPOINTS {
+            if !recover_abandoned(ring) {
+                break;
+            }
+        }
     }
     #[cfg(loom)]
     let _ = (ring, clock);
@@ -831,6 +848,10 @@ struct Handle {
     strategy: WaitStrategy,
     stats: WaitStats,
     clock: PeerClock,
+    /// The process that attached this endpoint; a copy inherited by a forked child is not
+    /// the endpoint and must not close it.
+    #[cfg(not(loom))]
+    owner_pid: u32,
 }
 
 impl Handle {
@@ -846,6 +867,8 @@ impl Handle {
             strategy,
             stats: WaitStats::default(),
             clock: PeerClock::default(),
+            #[cfg(not(loom))]
+            owner_pid: std::process::id(),
         }
     }
 
@@ -911,6 +934,12 @@ impl Handle {
             return;
         }
         self.closed = true;
+        #[cfg(not(loom))]
+        if std::process::id() != self.owner_pid {
+            // An inherited copy in a forked child: the endpoint (its registry entry and
+            // claim record) belongs to the parent, which is still using it. Only unmap.
+            return;
+        }
         self.clear_record();
         #[cfg(not(loom))]
         if let (Some(entry), Some(h)) = (self.entry, self.ring.header()) {
@@ -923,7 +952,10 @@ impl Handle {
         let side = self.role.side(ctrl);
         let mut w = side.load(Ordering::Relaxed);
         loop {
+            #[cfg(not(shmring_mutant = "mpmc_close_off_by_one"))]
             let new = if w >> 1 <= 1 { CLOSED } else { w - ATTACH };
+            #[cfg(shmring_mutant = "mpmc_close_off_by_one")]
+            let new = if w >> 1 <= 2 { CLOSED } else { w - ATTACH };
             // SYNC POINT: Release pairs with the Acquire loads of the side word by the other
             // side: our last publish or release happens before the side reads as closed.
             match side.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
@@ -1242,6 +1274,13 @@ impl Sender {
         // value that would read as out of range (corruption).
         let mut t = ctrl.tail.tail.load(Ordering::Acquire);
         let bad = loop {
+            if t >= MAX_INDEX {
+                // No ring ever gets there (2^62 messages): a peer wrote it.
+                if recorded {
+                    self.h.clear_record();
+                }
+                break t;
+            }
             // SYNC POINT: Acquire pairs with the Release store of `seq` by the receiver that
             // released the slot (`Receiver::release`) or by a recovery: the receiver is done
             // reading before we overwrite the payload.
@@ -1264,7 +1303,11 @@ impl Sender {
                 }
             }
             let sm = s & !SKIP;
-            if sm < t && sm + cap >= t {
+            #[cfg(not(shmring_mutant = "mpmc_full_off_by_one"))]
+            let full = sm < t && sm + cap >= t;
+            #[cfg(shmring_mutant = "mpmc_full_off_by_one")]
+            let full = sm < t && sm + cap > t;
+            if full {
                 // The slot still holds the previous lap's message: full, unless `tail`
                 // moved meanwhile.
                 let now = ctrl.tail.tail.load(Ordering::Acquire);
@@ -1354,7 +1397,10 @@ impl Sender {
         // SYNC POINT: Release pairs with the receivers' Acquire load of `seq` in
         // `Receiver::try_take`: the length and payload are visible before the slot reads as
         // full.
+        #[cfg(not(shmring_mutant = "mpmc_relaxed_publish"))]
         meta.seq.store(pos + 1, Ordering::Release);
+        #[cfg(shmring_mutant = "mpmc_relaxed_publish")]
+        meta.seq.store(pos + 1, Ordering::Relaxed);
         ring.ctrl().wait.readable.notify();
     }
 
@@ -1899,12 +1945,22 @@ impl Receiver {
         // older value that would read as out of range (corruption).
         let mut h = self.h.ring.ctrl().head.head.load(Ordering::Acquire);
         let bad = loop {
+            if h >= MAX_INDEX {
+                // No ring ever gets there (2^62 messages): a peer wrote it.
+                if recorded {
+                    self.h.clear_record();
+                }
+                break h;
+            }
             let ring = &self.h.ring;
             let ctrl = ring.ctrl();
             let meta = ring.meta(h);
             // SYNC POINT: Acquire pairs with the sender's Release store of `seq` in
             // `Sender::publish` (or a skip mark): the length and payload are visible.
+            #[cfg(not(shmring_mutant = "mpmc_relaxed_take"))]
             let s = meta.seq.load(Ordering::Acquire);
+            #[cfg(shmring_mutant = "mpmc_relaxed_take")]
+            let s = meta.seq.load(Ordering::Relaxed);
             let sm = s & !SKIP;
             if sm == h + 1 {
                 self.h.record(h, TAG_RECV);
@@ -1939,7 +1995,11 @@ impl Receiver {
                     len: len as usize,
                 });
             }
-            if sm <= h && sm + cap > h {
+            #[cfg(not(shmring_mutant = "mpmc_empty_off_by_one"))]
+            let empty = sm <= h && sm + cap > h;
+            #[cfg(shmring_mutant = "mpmc_empty_off_by_one")]
+            let empty = sm <= h && sm + cap > h + 1;
+            if empty {
                 // Not published yet at this lap (or the previous lap's receiver still holds
                 // the slot): empty, unless `head` moved meanwhile.
                 let now = ctrl.head.head.load(Ordering::Acquire);
