@@ -119,7 +119,7 @@ use crate::error::{
 use crate::storage::Storage;
 use crate::sync::region::Region;
 use crate::sync::waiter::{EventCount, Poll, WaitStats, WaitStrategy};
-use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering, fence};
+use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering};
 
 #[cfg(not(loom))]
 use crate::error::OpenError;
@@ -685,7 +685,7 @@ fn close_side_if_last(ring: &Ring, role: Role) {
     // Two last endpoints closing at once each store their CLOSED entry, then scan for the
     // other's: the fence makes sure at least one of them sees both closed (without it,
     // each load may miss the other's store and nobody closes the side).
-    fence(Ordering::SeqCst);
+    crate::sync::fence(Ordering::SeqCst);
     let ctrl = ring.ctrl();
     let side = role.side(ctrl);
     loop {

@@ -44,13 +44,13 @@ impl Storage {
     }
 
     /// Whether the owner of endpoint `slot` is gone (closed or dead). Heap rings have no
-    /// endpoint table: their handles always close on drop, so this is always `false`.
-    pub(crate) fn endpoint_gone(&self, _slot: usize) -> bool {
-        #[cfg(not(loom))]
-        if let Some(h) = self.header() {
-            return h.status(_slot) == EndpointStatus::Gone;
+    /// endpoint table (their handles always close on drop): always `false` for them.
+    #[cfg(not(loom))]
+    pub(crate) fn endpoint_gone(&self, slot: usize) -> bool {
+        match self.header() {
+            Some(h) => h.status(slot) == EndpointStatus::Gone,
+            None => false,
         }
-        false
     }
 
     /// Marks endpoint `slot` closed (shared rings only).
