@@ -2,10 +2,7 @@
 
 mod common;
 
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
-
-use common::RingName;
+use common::{RingName, patch};
 use shmring::{Config, TryRecvError, TrySendError, mpmc};
 
 #[test]
@@ -14,23 +11,13 @@ fn dropping_inherited_handles_in_a_forked_child_closes_nothing() {
     let mut tx =
         mpmc::Sender::create(name.as_str(), Config::default().slots(8).slot_size(64)).unwrap();
     let mut rx = mpmc::Receiver::open(name.as_str()).unwrap();
-    // SAFETY: the child only drops its copies of the handles (unmapping, no locks) and exits
-    // with _exit.
-    match unsafe { libc::fork() } {
-        -1 => panic!("fork failed"),
-        0 => {
-            drop(std::hint::black_box(rx));
-            drop(std::hint::black_box(tx));
-            // SAFETY: ends the child without running the parent's atexit handlers.
-            unsafe { libc::_exit(0) }
-        }
-        pid => {
-            let mut status = 0;
-            // SAFETY: waits for the child we just forked.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-            assert_eq!(status, 0);
-        }
-    }
+    common::fork_and_wait(|| {
+        // SAFETY: in the forked child these bitwise copies are the child's own (fork copied
+        // the memory) and the originals are never used there again; dropping them is what
+        // a child closing its inherited handles does.
+        let inherited = unsafe { (std::ptr::read(&rx), std::ptr::read(&tx)) };
+        drop(inherited);
+    });
     assert!(!rx.is_disconnected());
     assert!(!tx.is_disconnected());
     tx.send(b"still here").unwrap();
@@ -38,16 +25,6 @@ fn dropping_inherited_handles_in_a_forked_child_closes_nothing() {
     // A new sender can still attach: the side was not closed.
     let tx2 = mpmc::Sender::open(name.as_str()).unwrap();
     drop(tx2);
-}
-
-/// Offset of the control block's head line (header page, then the tail line).
-fn patch(name: &RingName, offset: u64, bytes: &[u8]) {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .open(name.dev_shm_path())
-        .unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 #[test]

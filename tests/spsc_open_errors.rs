@@ -4,10 +4,10 @@
 mod common;
 
 use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use common::RingName;
+use common::{RingName, patch};
 use shmring::{Config, OpenError, spsc};
 
 /// Creates a raw shared-memory object (not a ring) with the given contents.
@@ -18,16 +18,6 @@ fn raw_object(name: &RingName, bytes: &[u8]) {
         .mode(0o600)
         .open(name.dev_shm_path())
         .expect("create raw object");
-    f.write_all(bytes).unwrap();
-}
-
-/// Overwrites bytes of an existing object at `offset`.
-fn patch(name: &RingName, offset: u64, bytes: &[u8]) {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .open(name.dev_shm_path())
-        .unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
     f.write_all(bytes).unwrap();
 }
 

@@ -2,21 +2,11 @@
 
 mod common;
 
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::Duration;
 
-use common::{RingName, spawn_child};
+use common::{RingName, patch, spawn_child};
 use shmring::{Config, OpenError, RecvTimeoutError, SendTimeoutError, TryRecvError, spsc};
-
-fn patch(name: &RingName, offset: u64, bytes: &[u8]) {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .open(name.dev_shm_path())
-        .unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(bytes).unwrap();
-}
 
 /// The pid of a process that has exited and been reaped.
 fn dead_pid() -> u32 {
@@ -131,23 +121,13 @@ fn a_peer_that_died_while_attaching_is_gone() {
 fn dropping_an_inherited_handle_in_a_forked_child_closes_nothing() {
     let mut tx = spsc::Producer::create_anonymous(Config::default().capacity(4096)).unwrap();
     let mut rx = spsc::Consumer::from_fd(tx.fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
-    // SAFETY: the child only drops its copies of the handles (no locks taken, nothing
-    // allocated: unmapping and closing fds) and exits with _exit.
-    match unsafe { libc::fork() } {
-        -1 => panic!("fork failed"),
-        0 => {
-            drop(std::hint::black_box(rx));
-            drop(std::hint::black_box(tx));
-            // SAFETY: ends the child without running the parent's atexit handlers.
-            unsafe { libc::_exit(0) }
-        }
-        pid => {
-            let mut status = 0;
-            // SAFETY: waits for the child we just forked.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-            assert_eq!(status, 0);
-        }
-    }
+    common::fork_and_wait(|| {
+        // SAFETY: in the forked child these bitwise copies are the child's own (fork copied
+        // the memory) and the originals are never used there again; dropping them is what
+        // a child closing its inherited handles does.
+        let inherited = unsafe { (std::ptr::read(&rx), std::ptr::read(&tx)) };
+        drop(inherited);
+    });
     // Both ends are still open in the parent.
     assert!(!rx.is_disconnected());
     assert!(!tx.is_disconnected());

@@ -170,3 +170,35 @@ pub fn pin_to_cpu(cpu: usize) -> bool {
     set.set(cpu);
     rustix::thread::sched_setaffinity(None, &set).is_ok()
 }
+
+/// Overwrites bytes of a named shared-memory object at `offset` (as a hostile peer could).
+pub fn patch(name: &RingName, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.dev_shm_path())
+        .expect("open object for patching");
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Forks; the child runs `child` (which must only drop things: no locks, no allocation)
+/// and exits with `_exit(0)`; the parent waits for it and checks it exited cleanly.
+pub fn fork_and_wait(child: impl FnOnce()) {
+    // SAFETY: the child runs `child` (documented to only drop handles: unmapping and closing
+    // fds) and ends with `_exit`, without touching the parent's locks or allocator state.
+    match unsafe { libc::fork() } {
+        -1 => panic!("fork failed"),
+        0 => {
+            child();
+            // SAFETY: ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for the child we just forked.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert_eq!(status, 0, "forked child failed");
+        }
+    }
+}
