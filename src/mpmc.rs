@@ -608,8 +608,12 @@ fn create_ring(name: Option<&str>, config: &Config, role: Role) -> Result<Handle
     let (slots, slot_size, max_message, endpoints) = config.mpmc_geometry()?;
     let g = Geometry::new::<MpmcRules>(slots, slot_size, max_message, endpoints)
         .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
-    let seg =
-        crate::storage::create_shm::<MpmcRules>(name, &g, config.mode, 0, role.code(), |seg| {
+    let seg = crate::storage::create_shm::<MpmcRules>(
+        name,
+        &g,
+        config.mode,
+        Some((0, role.code())),
+        |seg| {
             // Nobody else can see the object before it is published: initialise the side
             // word of the creator and every slot's sequence (slot i is free for position i).
             let (ctrl, _) = crate::storage::shm_parts::<Control>(seg, &g);
@@ -628,7 +632,8 @@ fn create_ring(name: Option<&str>, config: &Config, role: Role) -> Result<Handle
                 };
                 meta.seq.store(i, Ordering::Relaxed);
             }
-        })?;
+        },
+    )?;
     Ok(Handle::new(
         shm_ring(seg, &g),
         role,

@@ -350,15 +350,37 @@ fn heap_channel(capacity: u64, max_message: u64, strategy: WaitStrategy) -> (Pro
 fn create_ring(
     name: Option<&str>,
     config: &Config,
-    slot: usize,
-    role: u32,
+    creator: Option<(usize, u32)>,
 ) -> Result<Ring, OpenError> {
     let (capacity, max_message) = config.spsc_geometry()?;
     let g = Geometry::new::<SpscRules>(capacity, 0, max_message as u32, 2)
         .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
     // The control block of a fresh object is all zeros, its initial state.
-    let seg = crate::storage::create_shm::<SpscRules>(name, &g, config.mode, slot, role, |_| {})?;
+    let seg = crate::storage::create_shm::<SpscRules>(name, &g, config.mode, creator, |_| {})?;
     Ok(shm_ring(seg, &g))
+}
+
+/// Creates a named ring without attaching either end: a producer and a consumer attach
+/// later with [`Producer::open`] and [`Consumer::open`] (like `mkfifo`). Until the consumer
+/// attaches, a producer that fills the ring waits for it.
+///
+/// # Errors
+/// As [`Producer::create`].
+///
+/// ```
+/// use shmring::{spsc, Config};
+/// let name = format!("/shmring-doc-mkring-{}", std::process::id());
+/// spsc::create(&name, Config::default().capacity(4096))?;
+/// let mut tx = spsc::Producer::open(&name)?;
+/// let mut rx = spsc::Consumer::open(&name)?;
+/// shmring::unlink(&name)?;
+/// tx.send(b"hi")?;
+/// assert_eq!(&*rx.recv()?, b"hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub fn create(name: &str, config: impl std::borrow::Borrow<Config>) -> Result<(), OpenError> {
+    create_ring(Some(name), config.borrow(), None).map(drop)
 }
 
 #[cfg(not(loom))]
@@ -499,7 +521,7 @@ impl Producer {
         config: impl std::borrow::Borrow<Config>,
     ) -> Result<Producer, OpenError> {
         let config = config.borrow();
-        let ring = create_ring(Some(name), config, PRODUCER_SLOT, ROLE_PRODUCER)?;
+        let ring = create_ring(Some(name), config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
         Ok(Producer::new(ring, config.wait_strategy))
     }
 
@@ -561,7 +583,7 @@ impl Producer {
         config: impl std::borrow::Borrow<Config>,
     ) -> Result<Producer, OpenError> {
         let config = config.borrow();
-        let ring = create_ring(None, config, PRODUCER_SLOT, ROLE_PRODUCER)?;
+        let ring = create_ring(None, config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
         Ok(Producer::new(ring, config.wait_strategy))
     }
 
@@ -1279,7 +1301,7 @@ impl Consumer {
         config: impl std::borrow::Borrow<Config>,
     ) -> Result<Consumer, OpenError> {
         let config = config.borrow();
-        let ring = create_ring(Some(name), config, CONSUMER_SLOT, ROLE_CONSUMER)?;
+        let ring = create_ring(Some(name), config, Some((CONSUMER_SLOT, ROLE_CONSUMER)))?;
         Ok(Consumer::new(ring, config.wait_strategy))
     }
 

@@ -96,15 +96,14 @@ pub(crate) fn shm_parts<C>(seg: &Segment, g: &Geometry) -> (NonNull<C>, Region) 
 }
 
 /// Creates a named (or, with `name == None`, anonymous) ring object of kind `R`: the header is
-/// written, `creator_slot` is attached for this process, then `init` prepares the control
-/// block, and only then is the ring published as ready.
+/// written, `creator` (an endpoint slot and role), if any, is attached for this process, then
+/// `init` prepares the control block, and only then is the ring published as ready.
 #[cfg(not(loom))]
 pub(crate) fn create_shm<R: KindRules>(
     name: Option<&str>,
     g: &Geometry,
     mode: u32,
-    creator_slot: usize,
-    creator_role: u32,
+    creator: Option<(usize, u32)>,
     init: impl FnOnce(&Segment),
 ) -> Result<Arc<Segment>, OpenError> {
     let seg = match name {
@@ -114,8 +113,10 @@ pub(crate) fn create_shm<R: KindRules>(
     let me = ProcessId::current();
     let h = Header::of(&seg);
     h.init(g, me);
-    // A fresh object is zero-filled; the slot cannot be taken.
-    let _ = h.attach(creator_slot, creator_role, me);
+    if let Some((slot, role)) = creator {
+        // A fresh object is zero-filled; the slot cannot be taken.
+        let _ = h.attach(slot, role, me);
+    }
     init(&seg);
     h.publish();
     Ok(Arc::new(seg))

@@ -80,6 +80,9 @@ pub enum Role {
     Consumer,
     /// Send: standard input lines become messages (as `send`).
     Producer,
+    /// Neither: create the ring and exit, leaving both ends free for `send` and `recv`
+    /// (the name is kept).
+    None,
 }
 
 /// Options of `create`.
@@ -201,6 +204,15 @@ pub fn create(a: CreateArgs) -> Result<ExitCode, CliError> {
                 tx.max_message()
             );
             send_lines(&mut tx, io::stdin().lock(), None)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Role::None => {
+            shmring::spsc::create(&a.name, config)?;
+            eprintln!(
+                "shmring: created {}; attach with `shmring send {0}` and `shmring recv {0}`, \
+                 remove with `shmring unlink {0}`",
+                a.name
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
