@@ -341,7 +341,7 @@ pub enum OpenError {
     /// The endpoint asked for was attached before and has closed; an SPSC end cannot be
     /// reopened (like a pipe's). For an MPMC ring: every sender (or every receiver) has
     /// gone, which is final, so no new one may attach.
-    #[error("the ring's {0} has already closed")]
+    #[error("the ring's {0} closed for good")]
     EndpointClosed(&'static str),
     /// Every entry of an MPMC ring's endpoint registry is held by a live sender or receiver;
     /// the registry's size was fixed when the ring was created
