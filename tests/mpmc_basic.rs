@@ -1,32 +1,16 @@
 //! MPMC rings inside one process: heap and shared-memory rings between threads, the error
 //! cases, the registry limit, abandoned slots, and corrupted shared memory.
 
+mod common;
+
+use common::RingName;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use shmring::{
     CommitError, Config, OpenError, RecvError, RecvTimeoutError, SendError, TryRecvError,
     TrySendError, mpmc, spsc,
 };
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A unique shared-memory name, unlinked when dropped (even when the test fails).
-struct ShmName(String);
-
-impl ShmName {
-    fn new(test: &str) -> ShmName {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        ShmName(format!("/shmring-t-{}-{n}-{test}", std::process::id()))
-    }
-}
-
-impl Drop for ShmName {
-    fn drop(&mut self) {
-        let _ = shmring::unlink(&self.0);
-    }
-}
 
 fn encode(sender: u32, seq: u32) -> [u8; 8] {
     let mut m = [0u8; 8];
@@ -102,7 +86,7 @@ fn heap_ring_threads_exactly_once() {
 
 #[test]
 fn shared_ring_threads_exactly_once() {
-    let name = ShmName::new("threads");
+    let name = RingName::new("threads");
     let tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
     let rx = mpmc::Receiver::open(&name.0).unwrap();
     threads_exactly_once(tx, rx, 3, 30_000);
@@ -157,7 +141,7 @@ fn invalid_configs_are_refused() {
 #[test]
 fn all_receivers_gone_senders_get_message_back() {
     for shared in [false, true] {
-        let name = ShmName::new("rx-gone");
+        let name = RingName::new("rx-gone");
         let (mut tx, rx) = if shared {
             let tx = mpmc::Sender::create(&name.0, Config::default().slots(4)).unwrap();
             let rx = mpmc::Receiver::open(&name.0).unwrap();
@@ -192,7 +176,7 @@ fn all_receivers_gone_senders_get_message_back() {
 #[test]
 fn all_senders_gone_receivers_drain_then_disconnect() {
     for shared in [false, true] {
-        let name = ShmName::new("tx-gone");
+        let name = RingName::new("tx-gone");
         let (tx, mut rx) = if shared {
             let rx = mpmc::Receiver::create(&name.0, Config::default().slots(8)).unwrap();
             let tx = mpmc::Sender::open(&name.0).unwrap();
@@ -228,7 +212,7 @@ fn all_senders_gone_receivers_drain_then_disconnect() {
 
 #[test]
 fn receivers_wait_for_senders_that_have_not_come_yet() {
-    let name = ShmName::new("no-sender-yet");
+    let name = RingName::new("no-sender-yet");
     let mut rx = mpmc::Receiver::create(&name.0, Config::default()).unwrap();
     assert!(!rx.is_disconnected());
     assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
@@ -243,7 +227,7 @@ fn receivers_wait_for_senders_that_have_not_come_yet() {
 
 #[test]
 fn registry_full_and_entries_reused() {
-    let name = ShmName::new("registry");
+    let name = RingName::new("registry");
     let tx = mpmc::Sender::create(&name.0, Config::default().endpoints(4)).unwrap();
     let rx = mpmc::Receiver::open(&name.0).unwrap();
     let tx2 = tx.try_clone().unwrap();
@@ -270,7 +254,7 @@ fn registry_full_and_entries_reused() {
 
 #[test]
 fn ring_kinds_are_not_mixed_up() {
-    let name = ShmName::new("kinds");
+    let name = RingName::new("kinds");
     let _p = spsc::Producer::create(&name.0, Config::default()).unwrap();
     assert!(matches!(
         mpmc::Receiver::open(&name.0),
@@ -279,7 +263,7 @@ fn ring_kinds_are_not_mixed_up() {
             expected: "MPMC"
         })
     ));
-    let name2 = ShmName::new("kinds2");
+    let name2 = RingName::new("kinds2");
     let _tx = mpmc::Sender::create(&name2.0, Config::default()).unwrap();
     assert!(matches!(
         spsc::Consumer::open(&name2.0),
@@ -303,7 +287,7 @@ fn dropped_grants_publish_nothing() {
 
 #[test]
 fn forgotten_message_of_a_closed_receiver_is_recovered() {
-    let name = ShmName::new("forgot-msg");
+    let name = RingName::new("forgot-msg");
     let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(2)).unwrap();
     let mut rx1 = mpmc::Receiver::open(&name.0).unwrap();
     let mut rx2 = mpmc::Receiver::open(&name.0).unwrap();
@@ -328,7 +312,7 @@ fn forgotten_message_of_a_closed_receiver_is_recovered() {
 
 #[test]
 fn forgotten_grant_of_a_closed_sender_is_skipped() {
-    let name = ShmName::new("forgot-grant");
+    let name = RingName::new("forgot-grant");
     let mut rx = mpmc::Receiver::create(&name.0, Config::default().slots(2)).unwrap();
     let mut tx1 = mpmc::Sender::open(&name.0).unwrap();
     let mut tx2 = mpmc::Sender::open(&name.0).unwrap();
@@ -363,7 +347,7 @@ const DATA_OFFSET: u64 = 16384;
 #[test]
 fn corrupted_slots_are_reported_not_trusted() {
     // A sequence number no step of the algorithm can produce.
-    let name = ShmName::new("corrupt-seq");
+    let name = RingName::new("corrupt-seq");
     let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
     let mut rx = mpmc::Receiver::open(&name.0).unwrap();
     tx.send(b"ok").unwrap();
@@ -377,7 +361,7 @@ fn corrupted_slots_are_reported_not_trusted() {
     ));
 
     // A length beyond the slot.
-    let name = ShmName::new("corrupt-len");
+    let name = RingName::new("corrupt-len");
     let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
     let mut rx = mpmc::Receiver::open(&name.0).unwrap();
     tx.send(b"ok").unwrap();
@@ -388,7 +372,7 @@ fn corrupted_slots_are_reported_not_trusted() {
     }
 
     // A sequence in the future for the sender.
-    let name = ShmName::new("corrupt-tail");
+    let name = RingName::new("corrupt-tail");
     let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
     let _rx = mpmc::Receiver::open(&name.0).unwrap();
     scribble(&name.0, DATA_OFFSET, &12345u64.to_ne_bytes());

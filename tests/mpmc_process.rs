@@ -5,6 +5,9 @@
 //! Child processes are this test binary re-executed on the ignored test `mpmc_child`, with
 //! `MPMC_CHILD_ROLE` (and friends) in the environment saying what to do.
 
+mod common;
+
+use common::RingName;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -22,22 +25,6 @@ const HANG: Duration = Duration::from_secs(120);
 const MSG: usize = 24;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A unique shared-memory name, unlinked when dropped (even when the test fails).
-struct ShmName(String);
-
-impl ShmName {
-    fn new(test: &str) -> ShmName {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        ShmName(format!("/shmring-t-{}-{n}-{test}", std::process::id()))
-    }
-}
-
-impl Drop for ShmName {
-    fn drop(&mut self) {
-        let _ = shmring::unlink(&self.0);
-    }
-}
 
 /// A scratch file, removed when dropped.
 struct TempFile(PathBuf);
@@ -336,7 +323,7 @@ fn mpmc_child() {
 /// processes on a ring of `slots` slots; checks every message arrived exactly once (each
 /// receiver checks per-sender order itself). Returns summed (sender, receiver) wait stats.
 fn run_many(test: &str, senders: u64, receivers: u64, per: u64, slots: usize) -> (u64, u64) {
-    let name = ShmName::new(test);
+    let name = RingName::new(test);
     // The parent holds a receiver it never uses: the ring exists before the children come,
     // and the receivers' side stays open while they attach.
     let parent = mpmc::Receiver::create(&name.0, Config::default().slots(slots).slot_size(64))
@@ -423,7 +410,7 @@ fn tiny_ring_both_sides_block() {
 
 #[test]
 fn sigkill_of_sender_holding_a_claimed_slot_does_not_wedge() {
-    let name = ShmName::new("kill-claim");
+    let name = RingName::new("kill-claim");
     let mut rx = mpmc::Receiver::create(&name.0, Config::default().slots(4).slot_size(64))
         .expect("create ring");
     // A publishes 3 messages, then claims the next position and never publishes it.
@@ -469,7 +456,7 @@ fn sigkill_of_sender_holding_a_claimed_slot_does_not_wedge() {
 
 #[test]
 fn sigkill_of_receiver_holding_a_message_does_not_wedge() {
-    let name = ShmName::new("kill-hold");
+    let name = RingName::new("kill-hold");
     let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64))
         .expect("create ring");
     let r1 = spawn("hold_message", &[("MPMC_NAME", name.0.clone())]);
@@ -494,7 +481,7 @@ fn sigkill_of_receiver_holding_a_message_does_not_wedge() {
 
 #[test]
 fn killed_receivers_disconnect_a_blocked_sender() {
-    let name = ShmName::new("kill-rx");
+    let name = RingName::new("kill-rx");
     let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64))
         .expect("create ring");
     let mut r = spawn(
@@ -522,7 +509,7 @@ fn killed_receivers_disconnect_a_blocked_sender() {
 
 #[test]
 fn receiver_exit_disconnects_sender() {
-    let name = ShmName::new("exit-rx");
+    let name = RingName::new("exit-rx");
     let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4)).expect("create ring");
     let mut r = spawn(
         "attach",
@@ -544,7 +531,7 @@ fn receiver_exit_disconnects_sender() {
 
 #[test]
 fn killed_sender_lets_receiver_drain_then_disconnect() {
-    let name = ShmName::new("kill-tx");
+    let name = RingName::new("kill-tx");
     let mut rx = mpmc::Receiver::create(&name.0, Config::default().slots(16)).expect("create ring");
     let mut s = spawn(
         "attach",
@@ -563,7 +550,7 @@ fn killed_sender_lets_receiver_drain_then_disconnect() {
 
 #[test]
 fn registry_full_across_processes_and_dead_entries_are_reused() {
-    let name = ShmName::new("registry");
+    let name = RingName::new("registry");
     let tx = mpmc::Sender::create(&name.0, Config::default().endpoints(3)).expect("create ring");
     let mut kids: Vec<Kid> = (0..2)
         .map(|_| {
@@ -605,7 +592,7 @@ fn registry_full_across_processes_and_dead_entries_are_reused() {
 fn chaos_round(round: usize, rx_after: usize, tx_mark: u64) {
     const PER: u64 = 100_000;
     let test = format!("chaos{round}");
-    let name = ShmName::new(&test);
+    let name = RingName::new(&test);
     let parent = mpmc::Receiver::create(&name.0, Config::default().slots(8).slot_size(64))
         .expect("create ring");
     let outs: Vec<TempFile> = (0..2)
