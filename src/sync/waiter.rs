@@ -122,9 +122,12 @@ impl EventCount {
         self.epoch.wake_all();
     }
 
-    /// Waits until `poll` returns `Ready`, the deadline passes, or `on_slice` (called at most
-    /// once per slice of waiting and once more when the deadline passes; e.g. a liveness
-    /// check, which should throttle itself across calls) returns `Ready`.
+    /// Waits until `poll` returns `Ready`, the deadline passes, or `on_slice` returns `Ready`.
+    ///
+    /// `on_slice` (e.g. a liveness check) runs after every sleep, every thousand rounds of
+    /// spinning and once more when the deadline passes; it is called often, so it must
+    /// throttle its own expensive work (the rings look at `/proc` at most once per slice per
+    /// handle).
     ///
     /// `poll` must be a pure check of shared state (it may run many times). Before giving up on
     /// a deadline `poll` runs once more, so a ready condition is never reported as a timeout.
@@ -156,7 +159,6 @@ impl EventCount {
                 }
             }
         }
-        let mut clock = SliceClock::start();
         loop {
             // Announce, then re-check: see the module docs for why the fence is needed.
             self.waiters.fetch_add(1, Ordering::Relaxed);
@@ -188,12 +190,8 @@ impl EventCount {
             if let Poll::Ready(v) = poll() {
                 return Ok(v);
             }
-            // However often we are woken, the (system-call heavy) slice work runs at most
-            // once per slice.
-            if clock.due() {
-                if let Poll::Ready(v) = on_slice() {
-                    return Ok(v);
-                }
+            if let Poll::Ready(v) = on_slice() {
+                return Ok(v);
             }
             if deadline.expired() {
                 return expire(poll, on_slice);
@@ -221,42 +219,13 @@ fn final_poll<T>(mut poll: impl FnMut() -> Poll<T>) -> Result<T, TimedOut> {
     }
 }
 
-/// Tells when a [`SLICE`] has passed since the last time it said so. Under loom, where there
-/// is no clock and no process liveness to look at, every call is due.
-struct SliceClock {
-    #[cfg(not(loom))]
-    last: std::time::Instant,
-}
-
-impl SliceClock {
-    fn start() -> SliceClock {
-        SliceClock {
-            #[cfg(not(loom))]
-            last: std::time::Instant::now(),
-        }
-    }
-
-    fn due(&mut self) -> bool {
-        #[cfg(not(loom))]
-        {
-            let now = std::time::Instant::now();
-            if now.duration_since(self.last) < SLICE {
-                return false;
-            }
-            self.last = now;
-        }
-        true
-    }
-}
-
-/// The `Spin` strategy: poll forever, looking at the clock every thousand rounds and at the
-/// peer's liveness once per [`SLICE`].
+/// The `Spin` strategy: poll forever, looking at the clock and at the peers (`on_slice`,
+/// self-throttled) every thousand rounds.
 fn spin_until<T>(
     deadline: Deadline,
     mut poll: impl FnMut() -> Poll<T>,
     mut on_slice: impl FnMut() -> Poll<T>,
 ) -> Result<T, TimedOut> {
-    let mut clock = SliceClock::start();
     let mut rounds: u32 = 0;
     loop {
         spin_hint();
@@ -267,10 +236,8 @@ fn spin_until<T>(
         if rounds % 1024 != 0 && !cfg!(loom) {
             continue;
         }
-        if clock.due() {
-            if let Poll::Ready(v) = on_slice() {
-                return Ok(v);
-            }
+        if let Poll::Ready(v) = on_slice() {
+            return Ok(v);
         }
         if deadline.expired() {
             return expire(poll, on_slice);
