@@ -669,13 +669,29 @@ impl Producer {
     /// `try_claim` for the non-blocking calls: a full ring whose consumer died without
     /// closing is reported as disconnected (checked at most once per slice).
     #[inline]
-    fn try_claim_once(&mut self, len: u64) -> Result<Claim, NoSpace> {
+    fn try_claim_once(&mut self, len: usize) -> Result<Claim, ClaimError> {
+        let len = self.check_size(len)?;
         match self.try_claim(len) {
+            Ok(c) => Ok(c),
             Err(NoSpace::Full) if self.ring.peer_died(CONSUMER_SLOT, consumer_closed) => {
-                Err(NoSpace::Disconnected)
+                Err(ClaimError::Disconnected)
             }
-            r => r,
+            Err(NoSpace::Full) => Err(ClaimError::Full),
+            Err(NoSpace::Disconnected) => Err(ClaimError::Disconnected),
+            Err(NoSpace::Corrupted(c)) => Err(ClaimError::Corrupted(c)),
         }
+    }
+
+    /// Refuses a message larger than the ring's maximum.
+    #[inline]
+    fn check_size(&self, len: usize) -> Result<u64, ClaimError> {
+        if len as u64 > self.ring.max_message {
+            return Err(ClaimError::TooLarge {
+                len,
+                max: self.ring.max_message as usize,
+            });
+        }
+        Ok(len as u64)
     }
 
     #[cold]
@@ -687,13 +703,7 @@ impl Producer {
 
     /// Checks the size, then claims room, waiting per the strategy up to `deadline`.
     fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Claim, ClaimError> {
-        if len as u64 > self.ring.max_message {
-            return Err(ClaimError::TooLarge {
-                len,
-                max: self.ring.max_message as usize,
-            });
-        }
-        let len = len as u64;
+        let len = self.check_size(len)?;
         let first = match self.try_claim(len) {
             Ok(c) => return Ok(c),
             Err(NoSpace::Full) => deadline,
@@ -855,21 +865,12 @@ impl Producer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
-        if msg.len() as u64 > self.ring.max_message {
-            return Err(ClaimError::TooLarge {
-                len: msg.len(),
-                max: self.ring.max_message as usize,
-            }
-            .into_try_send(msg));
-        }
-        match self.try_claim_once(msg.len() as u64) {
+        match self.try_claim_once(msg.len()) {
             Ok(claim) => {
                 self.write_and_publish(claim, msg);
                 Ok(())
             }
-            Err(NoSpace::Full) => Err(TrySendError::Full(msg)),
-            Err(NoSpace::Disconnected) => Err(TrySendError::Disconnected(msg)),
-            Err(NoSpace::Corrupted(what)) => Err(TrySendError::Corrupted { msg, what }),
+            Err(e) => Err(e.into_try_send(msg)),
         }
     }
 
@@ -951,18 +952,9 @@ impl Producer {
     /// # Errors
     /// As [`try_send`](Producer::try_send).
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError<()>> {
-        if len as u64 > self.ring.max_message {
-            return Err(ClaimError::TooLarge {
-                len,
-                max: self.ring.max_message as usize,
-            }
-            .into_try_send(()));
-        }
-        match self.try_claim_once(len as u64) {
+        match self.try_claim_once(len) {
             Ok(claim) => Ok(self.grant(claim)),
-            Err(NoSpace::Full) => Err(TrySendError::Full(())),
-            Err(NoSpace::Disconnected) => Err(TrySendError::Disconnected(())),
-            Err(NoSpace::Corrupted(what)) => Err(TrySendError::Corrupted { msg: (), what }),
+            Err(e) => Err(e.into_try_send(())),
         }
     }
 
@@ -1043,17 +1035,26 @@ impl Drop for Producer {
 /// Why a claim failed (internal; converted into the public error of each call).
 #[derive(Debug)]
 enum ClaimError {
+    /// No room now (non-blocking calls).
+    Full,
+    /// Still no room at the deadline.
     Timeout,
     Disconnected,
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
     Corrupted(Corruption),
 }
 
 impl ClaimError {
     fn into_send<T>(self, msg: T) -> SendError<T> {
         match self {
-            // A wait without deadline never times out.
-            ClaimError::Timeout | ClaimError::Disconnected => SendError::Disconnected(msg),
+            // A blocking call without deadline neither gives up on a full ring nor times out:
+            // only the other side's departure ends its wait.
+            ClaimError::Full | ClaimError::Timeout | ClaimError::Disconnected => {
+                SendError::Disconnected(msg)
+            }
             ClaimError::TooLarge { len, max } => SendError::TooLarge { msg, len, max },
             ClaimError::Corrupted(what) => SendError::Corrupted { msg, what },
         }
@@ -1061,7 +1062,7 @@ impl ClaimError {
 
     fn into_try_send<T>(self, msg: T) -> TrySendError<T> {
         match self {
-            ClaimError::Timeout => TrySendError::Full(msg),
+            ClaimError::Full => TrySendError::Full(msg),
             other => other.into_send(msg).into(),
         }
     }
@@ -1172,22 +1173,13 @@ impl Batch<'_> {
     /// (call [`Batch::publish`] or use [`Batch::send`]).
     pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
         let p = &mut *self.producer;
-        if msg.len() as u64 > p.ring.max_message {
-            return Err(ClaimError::TooLarge {
-                len: msg.len(),
-                max: p.ring.max_message as usize,
-            }
-            .into_try_send(msg));
-        }
-        match p.try_claim_once(msg.len() as u64) {
+        match p.try_claim_once(msg.len()) {
             Ok(claim) => {
                 p.write_payload(claim, msg);
                 p.write_record(claim, msg.len() as u64);
                 Ok(())
             }
-            Err(NoSpace::Full) => Err(TrySendError::Full(msg)),
-            Err(NoSpace::Disconnected) => Err(TrySendError::Disconnected(msg)),
-            Err(NoSpace::Corrupted(what)) => Err(TrySendError::Corrupted { msg, what }),
+            Err(e) => Err(e.into_try_send(msg)),
         }
     }
 
