@@ -925,6 +925,7 @@ impl Handle {
     }
 
     /// Whether the other side has closed for good (or was found dead).
+    #[inline]
     fn peers_closed(&self) -> bool {
         let other = match self.role {
             Role::Sender => Role::Receiver,
@@ -1259,8 +1260,35 @@ impl Sender {
         self.h.peers_closed()
     }
 
+    /// The common case of [`try_claim`](Sender::try_claim), small enough to inline into the
+    /// caller: the slot at `tail` is free and the compare-exchange wins. `None` means "ask
+    /// `try_claim`", which handles everything else (full, lost races, closed, corrupted)
+    /// and clears or rewrites the claim record this may leave behind.
+    #[inline(always)]
+    fn claim_fast(&mut self) -> Option<u64> {
+        if self.h.broken.is_some() || self.h.peers_closed() {
+            return None;
+        }
+        let ring = &self.h.ring;
+        let ctrl = ring.ctrl();
+        // SYNC POINT: Acquire, as in `try_claim`.
+        let t = ctrl.tail.tail.load(Ordering::Acquire);
+        // SYNC POINT: Acquire pairs with the Release store of `seq` by the receiver that
+        // released the slot, as in `try_claim`. Any `t` is masked to a slot; a `t` out of
+        // range is left to `try_claim` to report.
+        if t >= MAX_INDEX || ring.meta(t).seq.load(Ordering::Acquire) != t {
+            return None;
+        }
+        self.h.record(t, TAG_SEND);
+        // Release: the claim record is visible to whoever sees the new tail.
+        ctrl.tail
+            .tail
+            .compare_exchange(t, t + 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| t)
+    }
+
     /// Tries to claim the slot at `tail`, without waiting. Returns the claimed position.
-    #[inline]
     fn try_claim(&mut self) -> Result<u64, NoSlot> {
         if let Some(c) = self.h.broken {
             return Err(NoSlot::Corrupted(c));
@@ -1343,7 +1371,19 @@ impl Sender {
     }
 
     /// Checks the size, then claims a slot, waiting per the strategy up to `deadline`.
+    #[inline]
     fn claim(&mut self, len: usize, deadline: Deadline) -> Result<u64, ClaimError> {
+        if len as u64 <= self.h.ring.max_message {
+            if let Some(pos) = self.claim_fast() {
+                return Ok(pos);
+            }
+        }
+        self.claim_slower(len, deadline)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn claim_slower(&mut self, len: usize, deadline: Deadline) -> Result<u64, ClaimError> {
         if len as u64 > self.h.ring.max_message {
             return Err(ClaimError::TooLarge {
                 len,
@@ -1449,6 +1489,7 @@ impl Sender {
     /// assert_eq!(err.into_inner(), b"lost?");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
         match self.claim(msg.len(), Deadline::never()) {
             Ok(pos) => {
@@ -1473,7 +1514,20 @@ impl Sender {
     /// assert!(matches!(tx.try_send(b"c"), Err(TrySendError::Full(b"c"))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+        if msg.len() as u64 <= self.h.ring.max_message {
+            if let Some(pos) = self.claim_fast() {
+                self.write_and_publish(pos, msg);
+                return Ok(());
+            }
+        }
+        self.try_send_slow(msg)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn try_send_slow<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
         if msg.len() as u64 > self.h.ring.max_message {
             return Err(ClaimError::TooLarge {
                 len: msg.len(),
@@ -1935,8 +1989,65 @@ impl Receiver {
         self.h.peers_closed()
     }
 
+    /// The common case of [`try_take`](Receiver::try_take), small enough to inline into the
+    /// caller: the slot at `head` holds a message and the compare-exchange wins. `None`
+    /// means "ask `try_take`", which handles everything else (empty, skip marks, lost
+    /// races, corruption) and clears or rewrites the claim record this may leave behind.
+    #[inline(always)]
+    fn take_fast(&mut self) -> Option<Taken> {
+        if self.h.broken.is_some() {
+            return None;
+        }
+        let ring = &self.h.ring;
+        let ctrl = ring.ctrl();
+        // SYNC POINT: Acquire, as in `try_take`.
+        let h = ctrl.head.head.load(Ordering::Acquire);
+        if h >= MAX_INDEX {
+            return None;
+        }
+        let meta = ring.meta(h);
+        // SYNC POINT: Acquire pairs with the sender's Release store of `seq` in
+        // `Sender::publish`: the length and payload are visible.
+        #[cfg(not(shmring_mutant = "mpmc_relaxed_take"))]
+        let s = meta.seq.load(Ordering::Acquire);
+        #[cfg(shmring_mutant = "mpmc_relaxed_take")]
+        let s = meta.seq.load(Ordering::Relaxed);
+        if s != h + 1 {
+            return None;
+        }
+        self.h.record(h, TAG_RECV);
+        // Release: the claim record is visible to whoever sees the new head.
+        if ctrl
+            .head
+            .head
+            .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let len = meta.len.load(Ordering::Relaxed);
+        if u64::from(len) > ring.max_message {
+            self.bad_length(h, len);
+            return None;
+        }
+        Some(Taken {
+            pos: h,
+            len: len as usize,
+        })
+    }
+
+    /// We claimed `pos` but its length is out of range: let the ring go on without us and
+    /// remember the corruption (every later call reports it).
+    #[cold]
+    fn bad_length(&mut self, pos: u64, len: u32) -> Corruption {
+        self.release(pos);
+        self.h.corrupt(Corruption::new(
+            "message length out of range",
+            u64::from(len),
+        ))
+    }
+
     /// Tries to claim the message at `head`, without waiting.
-    #[inline]
     fn try_take(&mut self) -> Result<Taken, NoSlot> {
         if let Some(c) = self.h.broken {
             return Err(NoSlot::Corrupted(c));
@@ -1988,12 +2099,7 @@ impl Receiver {
                 }
                 let len = meta.len.load(Ordering::Relaxed);
                 if u64::from(len) > ring.max_message {
-                    // Let the ring go on without us.
-                    self.release(h);
-                    return Err(NoSlot::Corrupted(self.h.corrupt(Corruption::new(
-                        "message length out of range",
-                        u64::from(len),
-                    ))));
+                    return Err(NoSlot::Corrupted(self.bad_length(h, len)));
                 }
                 return Ok(Taken {
                     pos: h,
@@ -2097,6 +2203,7 @@ impl Receiver {
         ring.ctrl().wait.writable.notify();
     }
 
+    #[inline]
     fn message(&mut self, t: Taken) -> Message<'_> {
         let ring = &self.h.ring;
         let off = ring.payload(t.pos);
@@ -2109,7 +2216,6 @@ impl Receiver {
             data: NonNull::from(data),
             receiver: self,
             pos: t.pos,
-            off,
         }
     }
 
@@ -2130,6 +2236,7 @@ impl Receiver {
     /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
         match self.recv_deadline(Deadline::never()) {
             Ok(t) => Ok(self.message(t)),
@@ -2152,10 +2259,20 @@ impl Receiver {
     /// assert_eq!(&*rx.try_recv()?, b"now");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
+        let t = match self.take_fast() {
+            Some(t) => t,
+            None => self.try_recv_slow()?,
+        };
+        Ok(self.message(t))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn try_recv_slow(&mut self) -> Result<Taken, TryRecvError> {
         match self.poll_msg() {
-            Poll::Ready(Ok(t)) => Ok(self.message(t)),
-            Poll::Ready(Err(e)) => Err(e.into()),
+            Poll::Ready(r) => r.map_err(Into::into),
             Poll::Pending => {
                 check_peers(&self.h.ring, &mut self.h.clock);
                 Err(TryRecvError::Empty)
@@ -2181,7 +2298,17 @@ impl Receiver {
         Ok(self.message(t))
     }
 
+    #[inline]
     fn recv_deadline(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
+        match self.take_fast() {
+            Some(t) => Ok(t),
+            None => self.recv_deadline_slow(deadline),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn recv_deadline_slow(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
         match self.poll_msg() {
             Poll::Ready(r) => r.map_err(Into::into),
             Poll::Pending => self.recv_slow(deadline),
@@ -2252,8 +2379,6 @@ pub struct Message<'a> {
     receiver: &'a mut Receiver,
     pos: u64,
     data: NonNull<[u8]>,
-    /// Region offset of the payload.
-    off: usize,
 }
 
 impl fmt::Debug for Message<'_> {
@@ -2271,10 +2396,13 @@ impl Deref for Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         let r = &mut *self.receiver;
         // Marks the end of our read for loom's race detector.
-        r.h.ring.region.track_read(self.off, self.data.len());
+        r.h.ring
+            .region
+            .track_read(r.h.ring.payload(self.pos), self.data.len());
         r.release(self.pos);
     }
 }
