@@ -6,6 +6,7 @@
 //! loom's model-checked equivalents, so the very same ring code is explored exhaustively by the
 //! `loom-tests` crate. No other module imports `core::sync::atomic` or `loom` directly.
 
+pub(crate) mod barrier;
 pub(crate) mod futex;
 pub(crate) mod region;
 pub(crate) mod waiter;

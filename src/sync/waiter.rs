@@ -5,21 +5,24 @@
 //!  waiter (ring empty / full)               notifier (after publishing progress)
 //!  ------------------------------           ------------------------------------
 //!  spin briefly, re-checking                store index (Release)
-//!  waiters += 1                             fence(SeqCst)
-//!  fence(SeqCst)                            if waiters != 0:
+//!  waiters += 1                             light barrier
+//!  heavy barrier                            if waiters != 0:
 //!  e = epoch (Acquire)                          epoch += 1 (Release)
 //!  re-check; if ready: waiters -= 1, done       FUTEX_WAKE(epoch)
 //!  FUTEX_WAIT(epoch, e, slice)
 //!  waiters -= 1, loop
 //! ```
 //!
-//! Why no wake-up is lost: the two `SeqCst` fences are totally ordered. If the waiter's fence
-//! comes first, the notifier's load of `waiters` sees the announcement and it bumps the epoch;
-//! the waiter either read the epoch before the bump (then `FUTEX_WAIT` sees a different value
-//! and returns, or is already queued and gets woken) or after it (then, by the Release/Acquire
-//! pair on the epoch, its re-check sees the published index). If the notifier's fence comes
-//! first, the waiter's re-check sees the published index and it never sleeps. This is the
-//! protocol of io_uring's `IORING_SQ_NEED_WAKEUP`, and loom checks it (`loom-tests`).
+//! Why no wake-up is lost: the two barriers act as two `SeqCst` fences, which are totally
+//! ordered. If the waiter's comes first, the notifier's load of `waiters` sees the
+//! announcement and it bumps the epoch; the waiter either read the epoch before the bump (then
+//! `FUTEX_WAIT` sees a different value and returns, or is already queued and gets woken) or
+//! after it (then, by the Release/Acquire pair on the epoch, its re-check sees the published
+//! index). If the notifier's comes first, the waiter's re-check sees the published index and it
+//! never sleeps. This is the protocol of io_uring's `IORING_SQ_NEED_WAKEUP`, and loom checks it
+//! (`loom-tests`). The barriers are asymmetric ([`barrier`](super::barrier)): the notifier's,
+//! paid on every message, is a compiler barrier; the waiter's, paid before each sleep, is a
+//! `membarrier(2)` system call that stands in for the notifier's fence.
 //!
 //! Sleeps are cut into slices so the waiter can look at its peer's liveness now and then: a
 //! peer that died (SIGKILL) never notifies.
@@ -29,10 +32,14 @@ use std::time::Duration;
 use crossbeam_utils::Backoff;
 
 use super::futex::Futex;
-use super::{AtomicU32, Deadline, Ordering, fence, spin_hint, spin_rounds};
+use super::{AtomicU32, Deadline, Ordering, barrier, fence, spin_hint, spin_rounds};
 
 /// Longest single sleep; a waiter re-checks its peer's liveness at least this often.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// Longest single sleep when this process may not issue the heavy barrier (see
+/// [`barrier::heavy`]): a wake-up can then be missed, and is made up for by re-checking.
+const UNCOVERED_SLICE: Duration = Duration::from_millis(1);
 
 /// One wait/notify channel: a futex epoch and a count of announced waiters.
 ///
@@ -102,11 +109,12 @@ impl EventCount {
 
     /// Notifies sleepers after progress was published with a Release store.
     ///
-    /// Fast path: one fence and one load, no system call unless someone announced a wait.
+    /// Fast path: a compiler barrier and one load, no system call unless someone announced a
+    /// wait.
     #[inline]
     pub(crate) fn notify(&self) {
-        // SYNC POINT: pairs with the fence in `wait` (see the module docs).
-        fence(Ordering::SeqCst);
+        // SYNC POINT: pairs with the heavy barrier in `wait` (see the module docs).
+        barrier::light();
         #[cfg(not(shmring_mutant = "skip_wake"))]
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake();
@@ -160,9 +168,9 @@ impl EventCount {
             }
         }
         loop {
-            // Announce, then re-check: see the module docs for why the fence is needed.
+            // Announce, then re-check: see the module docs for why the barrier is needed.
             self.waiters.fetch_add(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
+            let covered = barrier::heavy();
             // SYNC POINT: Acquire pairs with the Release bump in `wake`.
             let epoch = self.epoch.load(Ordering::Acquire);
             #[cfg(not(shmring_mutant = "no_recheck"))]
@@ -170,13 +178,14 @@ impl EventCount {
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
                 return Ok(v);
             }
+            let longest = if covered { SLICE } else { UNCOVERED_SLICE };
             let slice = match deadline.remaining() {
-                None => SLICE,
+                None => longest,
                 Some(left) if left.is_zero() => {
                     self.waiters.fetch_sub(1, Ordering::Relaxed);
                     return expire(poll, on_slice);
                 }
-                Some(left) => left.min(SLICE),
+                Some(left) => left.min(longest),
             };
             stats.sleeps += 1;
             // Under loom an untimed sleep is modelled as unbounded: slices exist only to look

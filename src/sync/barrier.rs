@@ -1,0 +1,123 @@
+//! The asymmetric barrier pair that lets a notifier skip its `SeqCst` fence.
+//!
+//! The eventcount (see [`waiter`](super::waiter)) is a Dekker pattern: the notifier stores
+//! progress and then loads the waiter count, the waiter stores its announcement and then loads
+//! the progress, and each side needs a full barrier between its store and its load. The
+//! notifier runs on every message and the waiter only before it sleeps, so the cost is moved
+//! to the waiter, as `liburcu` and the kernel's own users of `membarrier(2)` do:
+//!
+//! - [`light`], on the notifier's path, is only a compiler barrier once this process has
+//!   registered with `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED` (and a full fence until then,
+//!   or for good if registration fails);
+//! - [`heavy`], on the waiter's path, is a full fence plus
+//!   `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which makes every thread of every
+//!   registered process that is running on a CPU execute a full barrier before it returns
+//!   (threads not on a CPU passed one when they were switched out).
+//!
+//! Why this is enough: take a notifier whose `light` is a compiler barrier (so its process is
+//! registered) and the point at which the waiter's `membarrier` interrupted it. If that point
+//! comes after the notifier's progress store, the store is visible when `membarrier` returns
+//! and the waiter's re-check sees it. If it comes before, the notifier's load of the waiter
+//! count executes after the barrier, so after the waiter's announcement became visible, and
+//! the notifier wakes it. A notifier in a process that could not register uses a full fence,
+//! which pairs with the waiter's own fence as before.
+//!
+//! Registration survives `fork` (the child shares the parent's registered state, as does the
+//! flag below) and `exec` clears both. Under loom both barriers are `fence(SeqCst)`: the
+//! models check the protocol with symmetric fences, which is what the pair provides.
+
+#[cfg(not(loom))]
+mod imp {
+    use std::sync::atomic::{AtomicU8, Ordering, compiler_fence, fence};
+
+    use rustix::io::Errno;
+    use rustix::thread::{MembarrierCommand, membarrier};
+
+    const UNKNOWN: u8 = 0;
+    const LIGHT: u8 = 1;
+    const FULL: u8 = 2;
+
+    /// Whether this process is registered for global expedited barriers.
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    /// The notifier's half: a compiler barrier in a registered process, else a full fence.
+    #[inline]
+    pub(crate) fn light() {
+        if STATE.load(Ordering::Relaxed) == LIGHT {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            full_and_register();
+        }
+    }
+
+    #[cold]
+    fn full_and_register() {
+        fence(Ordering::SeqCst);
+        register();
+    }
+
+    /// Registers this process once (a notifier keeps using full fences until this returns).
+    /// Returns whether `light` is a compiler barrier from now on.
+    pub(super) fn register() -> bool {
+        match STATE.load(Ordering::Relaxed) {
+            LIGHT => return true,
+            FULL => return false,
+            _ => {}
+        }
+        // Registering twice is harmless, so racing first callers need no lock.
+        let state = match membarrier(MembarrierCommand::RegisterGlobalExpedited) {
+            Ok(()) => LIGHT,
+            Err(_) => FULL,
+        };
+        // Relaxed is enough: the kernel has recorded the registration before the system
+        // call returned, and a thread that reads LIGHT reads a store made after that.
+        STATE.store(state, Ordering::Relaxed);
+        state == LIGHT
+    }
+
+    /// The waiter's half: a full fence, then a barrier on every registered process.
+    ///
+    /// Returns `false` when the system call failed in a way that may leave a registered
+    /// notifier uncovered (it is refused to this process, e.g. by a seccomp filter, while
+    /// other processes could register): the caller must then not sleep for long, as a
+    /// wake-up may be missed. `ENOSYS` and `EINVAL` mean the kernel lacks the command, so no
+    /// process can have registered and every notifier uses full fences.
+    pub(crate) fn heavy() -> bool {
+        fence(Ordering::SeqCst);
+        match membarrier(MembarrierCommand::GlobalExpedited) {
+            Ok(()) => true,
+            Err(e) => e == Errno::NOSYS || e == Errno::INVAL,
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    use super::super::{Ordering, fence};
+
+    #[inline]
+    pub(crate) fn light() {
+        fence(Ordering::SeqCst);
+    }
+
+    pub(crate) fn heavy() -> bool {
+        fence(Ordering::SeqCst);
+        true
+    }
+}
+
+pub(crate) use imp::{heavy, light};
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn registration_is_remembered() {
+        let first = super::imp::register();
+        assert_eq!(super::imp::register(), first);
+        // On this kernel (>= 4.16) registration works unless something forbids it; either
+        // way the waiter's half must report whether it covers registered notifiers.
+        if first {
+            assert!(super::heavy(), "a registered process can issue the barrier");
+        }
+    }
+}
