@@ -702,6 +702,7 @@ impl Producer {
     }
 
     /// Checks the size, then claims room, waiting per the strategy up to `deadline`.
+    #[inline]
     fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Claim, ClaimError> {
         let len = self.check_size(len)?;
         let first = match self.try_claim(len) {
@@ -840,6 +841,7 @@ impl Producer {
     /// assert_eq!(err.into_inner(), b"lost?");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
         match self.claim(msg.len(), Deadline::never()) {
             Ok(claim) => {
@@ -864,6 +866,7 @@ impl Producer {
     /// assert!(matches!(tx.try_send(&[3; 24]), Err(TrySendError::Full(_))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
         match self.try_claim_once(msg.len()) {
             Ok(claim) => {
@@ -1428,6 +1431,7 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn message(&mut self, p: Peeked) -> Message<'_> {
         // SAFETY: `p` was validated by `peek`: the payload lies inside the region and inside
         // the published bytes, which the producer will not touch until we release them (the
@@ -1475,6 +1479,7 @@ impl Consumer {
     /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
         match self.recv_deadline(Deadline::never()) {
             Ok(p) => Ok(self.message(p)),
@@ -1497,6 +1502,7 @@ impl Consumer {
     /// assert_eq!(&*rx.try_recv()?, b"now");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
         match self.poll_record() {
             Poll::Ready(Ok(p)) => Ok(self.message(p)),
@@ -1523,6 +1529,7 @@ impl Consumer {
         Ok(self.message(p))
     }
 
+    #[inline]
     fn recv_deadline(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
         match self.poll_record() {
             Poll::Ready(r) => return r.map_err(Into::into),
@@ -1743,6 +1750,7 @@ impl Deref for Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         let c = &mut *self.consumer;
         // Marks the end of our read for loom's race detector.
