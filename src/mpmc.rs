@@ -1514,7 +1514,7 @@ impl Sender {
     /// assert!(matches!(tx.try_send(b"c"), Err(TrySendError::Full(b"c"))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
         if msg.len() as u64 <= self.h.ring.max_message {
             if let Some(pos) = self.claim_fast() {
