@@ -387,21 +387,23 @@ impl Header {
         Ok(())
     }
 
-    /// Entries of the endpoint table in use (the registry size stated at creation), never
-    /// more than [`MAX_ENDPOINTS`] whatever a peer wrote.
-    pub(crate) fn registry_len(&self) -> usize {
-        (self.endpoint_count.load(Ordering::Relaxed) as usize).min(MAX_ENDPOINTS)
-    }
-
     /// Claims any entry that is free or closed (an MPMC ring reuses the entries of endpoints
     /// that left) for `me` in `role`, and returns its index; `None` if every entry is taken
     /// (attached, or mid-attach). Entries of dead processes are not taken here: they must be
     /// reaped first ([`Header::reap_if_dead`]), so that whoever reaps them accounts for them.
     ///
+    /// Only the first `registry_len` entries are looked at: the registry size the caller
+    /// validated when it opened the ring (`Geometry::endpoint_count`), never the
+    /// `endpoint_count` in shared memory, which a peer could change after validation.
+    ///
     /// SPSC rings never call this; their closed entries stay closed.
-    pub(crate) fn attach_any(&self, role: u32, me: ProcessId) -> Option<usize> {
-        for slot in 0..self.registry_len() {
-            let ep = &self.endpoints[slot];
+    pub(crate) fn attach_any(
+        &self,
+        registry_len: usize,
+        role: u32,
+        me: ProcessId,
+    ) -> Option<usize> {
+        for (slot, ep) in self.endpoints.iter().enumerate().take(registry_len) {
             let word = ep.state.load(Ordering::Relaxed);
             let state = word & EP_STATE_MASK;
             if state != EP_FREE && state != EP_CLOSED {

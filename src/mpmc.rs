@@ -372,6 +372,11 @@ struct Ring {
     max_message: u64,
     /// The claim table (shared rings only).
     claims: Option<NonNull<ClaimLine>>,
+    /// Entries of the endpoint registry that scans look at: the `endpoint_count` validated
+    /// when the ring was opened (at most `MAX_ENDPOINTS`), never the peer-writable copy in
+    /// the header. 0 for heap rings, which have no registry.
+    #[cfg(not(loom))]
+    registry_len: usize,
     storage: Storage,
 }
 
@@ -560,6 +565,8 @@ fn heap_channel(
         slot_size: u64::from(slot_size),
         max_message: u64::from(max_message),
         claims: None,
+        #[cfg(not(loom))]
+        registry_len: 0,
         storage,
     };
     (
@@ -598,6 +605,8 @@ fn shm_ring(seg: std::sync::Arc<crate::segment::Segment>, g: &Geometry) -> Ring 
         slot_size: u64::from(g.slot_size),
         max_message: u64::from(g.max_message),
         claims: Some(claims),
+        // Validated by `Geometry::new`: 1..=MAX_ENDPOINTS.
+        registry_len: (g.endpoint_count as usize).min(MAX_ENDPOINTS),
         storage: Storage::Shm(seg),
     }
 }
@@ -651,13 +660,13 @@ fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, Open
         .header()
         .expect("attach is only called for shared rings");
     let me = crate::peer::ProcessId::current();
-    let entry = match h.attach_any(role.code(), me) {
+    let entry = match h.attach_any(ring.registry_len, role.code(), me) {
         Some(e) => e,
         None => {
             reap_dead(&ring);
-            h.attach_any(role.code(), me)
+            h.attach_any(ring.registry_len, role.code(), me)
                 .ok_or(OpenError::RegistryFull {
-                    capacity: h.registry_len(),
+                    capacity: ring.registry_len,
                 })?
         }
     };
@@ -701,7 +710,7 @@ fn close_side_if_last(ring: &Ring, role: Role) {
             // Closed already, or nobody of this side ever attached.
             return;
         }
-        if (0..h.registry_len()).any(|i| h.attached_role(i) == Some(role.code())) {
+        if (0..ring.registry_len).any(|i| h.attached_role(i) == Some(role.code())) {
             return;
         }
         // SYNC POINT: Release pairs with the Acquire loads of the side word by the other
@@ -722,7 +731,7 @@ fn close_side_if_last(ring: &Ring, role: Role) {
 #[cfg(not(loom))]
 fn reap_dead(ring: &Ring) {
     let Some(h) = ring.header() else { return };
-    for i in 0..h.registry_len() {
+    for i in 0..ring.registry_len {
         if let Some(role) = h.reap_if_dead(i).and_then(Role::from_code) {
             close_side_if_last(ring, role);
         }
@@ -737,7 +746,7 @@ fn reap_dead(ring: &Ring) {
 fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
     let Some(h) = ring.header() else { return true };
     let target = (pos << 2) | tag;
-    (0..h.registry_len()).any(|i| {
+    (0..ring.registry_len).any(|i| {
         // SYNC POINT: Acquire pairs with the Release stores of claim records in
         // `Handle::record`: seeing a later record of the claimer means seeing the slot it
         // finished before (then the recovering compare-exchange fails).
