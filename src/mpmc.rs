@@ -62,7 +62,9 @@
 //! A process that dies without closing is found by any blocked waiter: once per waiter
 //! slice (at most every few hundred milliseconds) it checks the registry's attached entries
 //! against `/proc` and *reaps* the dead ones (marks them closed, then closes their side if
-//! it was the last one), exactly as if they had closed.
+//! it was the last one), exactly as if they had closed. An endpoint killed while attaching
+//! may leave its entry taken but not attached; the entry then names the attaching process,
+//! and the same check frees it (nothing to close: it never counted itself in its side).
 //!
 //! # Crash recovery: no wedge
 //!

@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
 use common::{RingName, patch, spawn_child};
-use shmring::{Config, OpenError, TryRecvError, TrySendError, mpmc};
+use shmring::{Config, EndpointState, OpenError, TryRecvError, TrySendError, mpmc};
 
 /// Offset of the header's `endpoint_count` (u32).
 const ENDPOINT_COUNT: u64 = 76;
@@ -120,6 +123,208 @@ fn a_hostile_endpoint_count_does_not_change_the_registry_of_open_handles() {
     drop(tx);
     drop(tx2);
     assert_eq!(&*rx.try_recv().unwrap(), b"last");
+    assert!(matches!(
+        rx.try_recv().map(|m| m.to_vec()),
+        Err(TryRecvError::Disconnected)
+    ));
+}
+
+/// Offset of endpoint entry `i` in the header: {state: u32, role: u32, pid: u32, _: u32,
+/// start: u64}.
+fn entry_offset(i: usize) -> usize {
+    128 + 24 * i
+}
+/// Entry states (low 8 bits of the state word) and the sender role.
+const EP_ATTACHED: u32 = 2;
+const EP_TAKING: u32 = 4;
+const ROLE_SENDER: u32 = 1;
+
+/// The ring's object mapped read-write into this process, as any peer maps it.
+fn map_object(name: &RingName) -> memmap2::MmapMut {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.dev_shm_path())
+        .expect("open object");
+    // SAFETY: a shared mapping of the ring object; it is only accessed through atomics
+    // below, as the ring's own processes do.
+    unsafe { memmap2::MmapMut::map_mut(&f) }.expect("map object")
+}
+
+/// The word at `offset` of a mapping.
+fn word_at(map: &memmap2::MmapMut, offset: usize) -> &AtomicU32 {
+    assert!(offset + 4 <= map.len() && offset % 4 == 0);
+    // SAFETY: in bounds and 4-byte aligned (checked above; the mapping is page aligned);
+    // the header's words are atomics in every process that maps the ring.
+    unsafe { &*map.as_ptr().add(offset).cast::<AtomicU32>() }
+}
+
+/// A forked child, SIGKILLed (by its pid) and reaped when dropped.
+struct Forked(libc::pid_t);
+
+impl Forked {
+    /// Forks; the child runs `child`, which may only use atomics and async-signal-safe
+    /// calls (the test process has other threads), then exits with `_exit(0)`.
+    fn spawn(child: impl FnOnce()) -> Forked {
+        // SAFETY: the child only runs `child`, which keeps to atomics and async-signal-safe
+        // calls, and ends with `_exit` (or is killed), never touching the parent's locks.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork failed"),
+            0 => {
+                child();
+                // SAFETY: ends the child without running the parent's atexit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            pid => Forked(pid),
+        }
+    }
+
+    fn kill_and_reap(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: signals and waits for our own child, by its pid.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+                libc::waitpid(self.0, std::ptr::null_mut(), 0);
+            }
+            self.0 = 0;
+        }
+    }
+}
+
+impl Drop for Forked {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+fn entry_state(name: &RingName, slot: usize) -> Option<EndpointState> {
+    shmring::inspect(name.as_str())
+        .unwrap()
+        .endpoints
+        .iter()
+        .find(|e| e.slot == slot)
+        .map(|e| e.state)
+}
+
+#[test]
+fn an_entry_taken_by_an_attacher_killed_before_attaching_is_reclaimed() {
+    let name = RingName::new("mpmc-taker");
+    let mut tx = mpmc::Sender::create(
+        name.as_str(),
+        Config::default().slots(8).slot_size(64).endpoints(2),
+    )
+    .unwrap();
+    let map = map_object(&name);
+    let state = word_at(&map, entry_offset(1));
+    assert_eq!(state.load(Ordering::Acquire), 0, "entry 1 starts free");
+    // A child takes entry 1 the way `attach_any` does (one compare-exchange that puts its
+    // pid in the state word), then stops there, as if killed right after.
+    let mut child = Forked::spawn(|| {
+        // SAFETY: getpid is async-signal-safe.
+        let pid = unsafe { libc::getpid() } as u32;
+        if state
+            .compare_exchange(
+                0,
+                (pid << 8) | EP_TAKING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            loop {
+                // SAFETY: async-signal-safe; sleeps until the parent kills us.
+                unsafe { libc::pause() };
+            }
+        }
+    });
+    let taking = (child.0 as u32) << 8 | EP_TAKING;
+    let start = Instant::now();
+    while state.load(Ordering::Acquire) != taking {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "child never took entry 1"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // While the taker lives, its entry is not taken from it.
+    assert_eq!(entry_state(&name, 1), Some(EndpointState::Attaching));
+    match mpmc::Receiver::open(name.as_str()) {
+        Err(OpenError::RegistryFull { capacity }) => assert_eq!(capacity, 2),
+        other => panic!("expected RegistryFull, got {other:?}"),
+    }
+    assert_eq!(state.load(Ordering::Acquire), taking);
+
+    // Killed half-way: the entry names a dead process and is reclaimed by the next attach.
+    child.kill_and_reap();
+    assert_eq!(entry_state(&name, 1), Some(EndpointState::Dead));
+    let mut rx = mpmc::Receiver::open(name.as_str()).expect("dead taker's entry reclaimed");
+    assert_eq!(entry_state(&name, 1), Some(EndpointState::Attached));
+    assert_eq!(state.load(Ordering::Acquire) & 0xff, EP_ATTACHED);
+
+    // The ring works, and the receivers' side still closes with its last receiver.
+    tx.send(b"after").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"after");
+    drop(rx);
+    assert!(tx.is_disconnected());
+    assert!(matches!(
+        tx.try_send(b"x"),
+        Err(TrySendError::Disconnected(_))
+    ));
+}
+
+#[test]
+fn an_attacher_killed_before_counting_itself_is_reaped_and_the_side_stays_consistent() {
+    let name = RingName::new("mpmc-uncounted");
+    let mut rx = mpmc::Receiver::create(
+        name.as_str(),
+        Config::default().slots(8).slot_size(64).endpoints(2),
+    )
+    .unwrap();
+    let map = map_object(&name);
+    let off = entry_offset(1);
+    let (state, role, pid) = (
+        word_at(&map, off),
+        word_at(&map, off + 4),
+        word_at(&map, off + 8),
+    );
+    // A child attaches as a sender the way `attach_any` does (entry taken, identity
+    // written, ATTACHED at generation 1) and exits before counting itself in the senders'
+    // side word, the step `attach` does next.
+    common::fork_and_wait(|| {
+        // SAFETY: getpid is async-signal-safe.
+        let me = unsafe { libc::getpid() } as u32;
+        if state
+            .compare_exchange(
+                0,
+                (me << 8) | EP_TAKING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            pid.store(me, Ordering::Relaxed);
+            role.store(ROLE_SENDER, Ordering::Relaxed);
+            state.store((1 << 8) | EP_ATTACHED, Ordering::Release);
+        }
+    });
+    assert_eq!(state.load(Ordering::Acquire), (1 << 8) | EP_ATTACHED);
+    assert_eq!(entry_state(&name, 1), Some(EndpointState::Dead));
+
+    // The receiver's peer check reaps the entry. No sender ever counted itself, so the
+    // senders' side is not closed: the receiver keeps waiting for senders.
+    assert!(matches!(
+        rx.try_recv().map(|m| m.to_vec()),
+        Err(TryRecvError::Empty)
+    ));
+    assert_eq!(entry_state(&name, 1), Some(EndpointState::Closed));
+    assert!(!rx.is_disconnected());
+
+    // The entry is free for a real sender, whose close then ends the stream.
+    let mut tx = mpmc::Sender::open(name.as_str()).expect("entry reused");
+    tx.send(b"one").unwrap();
+    drop(tx);
+    assert_eq!(&*rx.recv().unwrap(), b"one");
     assert!(matches!(
         rx.try_recv().map(|m| m.to_vec()),
         Err(TryRecvError::Disconnected)
