@@ -178,6 +178,7 @@ const _: () = {
 };
 
 /// The validated shape of a ring, copied out of the header into the handle's own memory.
+/// `total_len`, and so every offset and length in it, fits in a `usize`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub(crate) kind: Kind,
@@ -215,6 +216,14 @@ impl Geometry {
         let total_len = data_offset
             .checked_add(data_len)
             .ok_or(Corruption::new("ring too large", data_len))?;
+        // Every offset and length below `total_len` is then a lossless `usize` too. (The
+        // kinds' size limits keep this true on 32-bit targets; this check makes it certain.)
+        if usize::try_from(total_len).is_err() {
+            return Err(Corruption::new(
+                "ring too large for this target's address space",
+                total_len,
+            ));
+        }
         if endpoint_count as usize > MAX_ENDPOINTS || endpoint_count == 0 {
             return Err(Corruption::new(
                 "endpoint count must be 1..=64",

@@ -136,10 +136,28 @@ pub(crate) const SLOT_HEADER: usize = 16;
 pub const MIN_SLOT_SIZE: usize = 64;
 /// Largest slot size in bytes (16 MiB).
 pub const MAX_SLOT_SIZE: usize = 1 << 24;
-/// Largest number of slots.
+/// Largest number of slots: 2^32 (2^24 on 32-bit targets, whose address space must hold
+/// the whole data region).
+#[cfg(target_pointer_width = "64")]
 pub const MAX_SLOTS: usize = 1 << 32;
-/// Largest data region (slots x slot size), 1 TiB.
+/// Largest number of slots: 2^24 on 32-bit targets, whose address space must hold the
+/// whole data region (2^32 on 64-bit targets).
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_SLOTS: usize = 1 << 24;
+/// Largest data region (slots x slot size): 1 TiB, 1 GiB on 32-bit targets.
+#[cfg(target_pointer_width = "64")]
 const MAX_DATA: u64 = 1 << 40;
+#[cfg(not(target_pointer_width = "64"))]
+const MAX_DATA: u64 = 1 << 30;
+/// The rules above, as error messages say them.
+#[cfg(target_pointer_width = "64")]
+const SLOTS_RULE: &str = "slot count must be a power of two in 2 ..= 2^32";
+#[cfg(not(target_pointer_width = "64"))]
+const SLOTS_RULE: &str = "slot count must be a power of two in 2 ..= 2^24 on 32-bit targets";
+#[cfg(target_pointer_width = "64")]
+const DATA_RULE: &str = "ring data must not exceed 1 TiB";
+#[cfg(not(target_pointer_width = "64"))]
+const DATA_RULE: &str = "ring data must not exceed 1 GiB on 32-bit targets";
 
 /// Flag of a slot's `seq`: the position is done and holds no message.
 const SKIP: u64 = 1 << 63;
@@ -283,10 +301,7 @@ pub(crate) fn check_geometry(
     max_message: u32,
 ) -> Result<(), Corruption> {
     if !slots.is_power_of_two() || slots < 2 || slots > MAX_SLOTS as u64 {
-        return Err(Corruption::new(
-            "slot count must be a power of two in 2 ..= 2^32",
-            slots,
-        ));
+        return Err(Corruption::new(SLOTS_RULE, slots));
     }
     let size = slot_size as usize;
     if size % 64 != 0 || !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&size) {
@@ -302,10 +317,7 @@ pub(crate) fn check_geometry(
         ));
     }
     if slots * u64::from(slot_size) > MAX_DATA {
-        return Err(Corruption::new(
-            "ring data must not exceed 1 TiB",
-            slots * u64::from(slot_size),
-        ));
+        return Err(Corruption::new(DATA_RULE, slots * u64::from(slot_size)));
     }
     Ok(())
 }

@@ -330,3 +330,24 @@ fn an_attacher_killed_before_counting_itself_is_reaped_and_the_side_stays_consis
         Err(TryRecvError::Disconnected)
     ));
 }
+
+#[test]
+fn slot_counts_past_the_address_space_are_refused_not_truncated() {
+    // The most slots of the smallest size take at most a quarter of this target's address
+    // space (2^32 slots, or 2^24 on 32-bit targets).
+    let bytes = mpmc::MAX_SLOTS.checked_mul(mpmc::MIN_SLOT_SIZE);
+    assert!(bytes.is_some_and(|b| b <= 1 << (usize::BITS - 2)));
+    // Slot counts whose low bits would make a small ring if cut to 32 bits, or that no
+    // address space holds: refused whatever the target.
+    for slots in [1u64 << 32, (1 << 32) | 8, 1 << 33, 1 << 62] {
+        let name = RingName::new("mpmc-wide");
+        let tx =
+            mpmc::Sender::create(name.as_str(), Config::default().slots(8).slot_size(64)).unwrap();
+        patch(&name, 24, &slots.to_ne_bytes());
+        match mpmc::Receiver::open(name.as_str()) {
+            Err(OpenError::BadGeometry(_) | OpenError::TooSmall { .. }) => {}
+            other => panic!("{slots:#x} slots: expected an error, got {other:?}"),
+        }
+        drop(tx);
+    }
+}
