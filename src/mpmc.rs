@@ -65,6 +65,9 @@
 //! it was the last one), exactly as if they had closed. An endpoint killed while attaching
 //! may leave its entry taken but not attached; the entry then names the attaching process,
 //! and the same check frees it (nothing to close: it never counted itself in its side).
+//! [`Sender::is_disconnected`] and [`Receiver::is_disconnected`] look at the other side's
+//! processes too (rate limited per handle), so a handle that never blocks also learns that
+//! its peers died.
 //!
 //! # Crash recovery: no wedge
 //!
@@ -754,6 +757,30 @@ fn reap_dead(ring: &Ring) {
     close_side_if_last(ring, Role::Receiver);
 }
 
+/// Whether `role`'s side is closed, after reaping the dead endpoints of it (shared rings)
+/// up to the first live one: a side with a live endpoint is not done, whatever the others
+/// are. Looks at `/proc`: slow paths only.
+#[cfg(not(loom))]
+fn side_gone(ring: &Ring, role: Role) -> bool {
+    let Some(h) = ring.header() else { return false };
+    for i in 0..ring.registry_len {
+        if h.attached_role(i) != Some(role.code()) {
+            continue;
+        }
+        match h.reap_if_dead(i).and_then(Role::from_code) {
+            // The reaper accounts for the departure (the entry may have changed hands
+            // since the role was read: close the side of whoever was reaped).
+            Some(reaped) => close_side_if_last(ring, reaped),
+            // Alive, unless it closed meanwhile.
+            None if h.attached_role(i) == Some(role.code()) => return false,
+            None => {}
+        }
+    }
+    close_side_if_last(ring, role);
+    // SYNC POINT: Acquire pairs with the Release that closed the side.
+    role.side(ring.ctrl()).load(Ordering::Acquire) & CLOSED != 0
+}
+
 /// Whether an endpoint that is still alive recorded a claim on `pos` (with `tag`): the
 /// claimer of `pos` is among the endpoints whose record names it.
 #[cfg(not(loom))]
@@ -876,6 +903,10 @@ struct Handle {
     strategy: WaitStrategy,
     stats: WaitStats,
     clock: PeerClock,
+    /// When `is_disconnected` last looked at the other side's processes: its own rate
+    /// limit, in a `Cell` so that it can take `&self` (handles are not `Sync`).
+    #[cfg(not(loom))]
+    probe_clock: std::cell::Cell<PeerClock>,
     /// The process that attached this endpoint; a copy inherited by a forked child is not
     /// the endpoint and must not close it.
     #[cfg(not(loom))]
@@ -895,6 +926,8 @@ impl Handle {
             strategy,
             stats: WaitStats::default(),
             clock: PeerClock::default(),
+            #[cfg(not(loom))]
+            probe_clock: std::cell::Cell::new(PeerClock::default()),
             #[cfg(not(loom))]
             owner_pid: std::process::id(),
         }
@@ -955,6 +988,35 @@ impl Handle {
         };
         // SYNC POINT: Acquire pairs with the Release that closed the side.
         other.side(self.ring.ctrl()).load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Whether the other side has closed for good or, for shared rings, every endpoint of
+    /// it died: then they are reaped, which closes the side. The processes are looked up at
+    /// most once per `PEER_CHECK_INTERVAL` per handle, and the look-up stops at the first
+    /// live endpoint of the other side (usually one `/proc` read).
+    fn peers_gone(&self) -> bool {
+        if self.peers_closed() {
+            return true;
+        }
+        #[cfg(not(loom))]
+        if self.ring.claims.is_some() {
+            let now = std::time::Instant::now();
+            let mut clock = self.probe_clock.get();
+            if clock
+                .last
+                .is_some_and(|last| now.duration_since(last) < PEER_CHECK_INTERVAL)
+            {
+                return false;
+            }
+            clock.last = Some(now);
+            self.probe_clock.set(clock);
+            let other = match self.role {
+                Role::Sender => Role::Receiver,
+                Role::Receiver => Role::Sender,
+            };
+            return side_gone(&self.ring, other);
+        }
+        false
     }
 
     fn close(&mut self) {
@@ -1269,7 +1331,11 @@ impl Sender {
         self.h.stats
     }
 
-    /// Whether every receiver has gone (closed, or found dead). Sends will fail from now on.
+    /// Whether every receiver has gone (closed, or died). Sends will fail from now on.
+    ///
+    /// For a shared ring this also looks whether the receivers' processes are still there
+    /// (at most once per 50 ms per handle), so it notices receivers killed without closing
+    /// even if this sender never blocks; dead ones are reaped, as a blocked call would.
     ///
     /// ```
     /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
@@ -1279,7 +1345,7 @@ impl Sender {
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
     pub fn is_disconnected(&self) -> bool {
-        self.h.peers_closed()
+        self.h.peers_gone()
     }
 
     /// Tries to claim the slot at `tail`, without waiting. Returns the claimed position.
@@ -1946,7 +2012,11 @@ impl Receiver {
         self.h.stats
     }
 
-    /// Whether every sender has gone (closed, or found dead). Messages may still be waiting.
+    /// Whether every sender has gone (closed, or died). Messages may still be waiting.
+    ///
+    /// For a shared ring this also looks whether the senders' processes are still there (at
+    /// most once per 50 ms per handle), so it notices senders killed without closing even if
+    /// this receiver never blocks; dead ones are reaped, as a blocked call would.
     ///
     /// ```
     /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
@@ -1955,7 +2025,7 @@ impl Receiver {
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
     pub fn is_disconnected(&self) -> bool {
-        self.h.peers_closed()
+        self.h.peers_gone()
     }
 
     /// Tries to claim the message at `head`, without waiting.

@@ -11,6 +11,33 @@ use shmring::{Config, EndpointState, OpenError, TryRecvError, TrySendError, mpmc
 
 /// Offset of the header's `endpoint_count` (u32).
 const ENDPOINT_COUNT: u64 = 76;
+/// What a child prints once it is attached.
+const READY: &str = "SHMRING-CHILD-READY";
+
+/// Starts a child in `role` on ring `name`, waits until it is attached, and SIGKILLs it.
+fn kill_when_ready(name: &RingName, role: &str) {
+    use std::io::BufRead;
+    let mut child = spawn_child("mpmc_robust_child", role, &[("RING", name.0.clone())]);
+    let out = child.0.as_mut().unwrap().stdout.as_mut().unwrap();
+    let ready = std::io::BufReader::new(out)
+        .lines()
+        .any(|l| l.unwrap().contains(READY));
+    assert!(ready, "child {role} did not attach");
+    child.kill();
+    child.reap();
+}
+
+/// Polls `cond` (which may look at `/proc` at most every 50 ms) for up to 5 seconds.
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
 
 /// Dispatcher run in child processes; does nothing unless started by `spawn_child`.
 #[test]
@@ -26,6 +53,18 @@ fn mpmc_robust_child() {
         "receiver_vanishes" => {
             let rx = mpmc::Receiver::open(&name).unwrap();
             std::mem::forget(rx);
+        }
+        // Attaches, says so, and waits to be killed.
+        "receiver_then_hang" => {
+            let _rx = mpmc::Receiver::open(&name).unwrap();
+            println!("\n{READY}");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        "send_one_then_hang" => {
+            let mut tx = mpmc::Sender::open(&name).unwrap();
+            tx.send(b"one").unwrap();
+            println!("\n{READY}");
+            std::thread::sleep(Duration::from_secs(600));
         }
         other => panic!("unknown role {other}"),
     }
@@ -350,4 +389,57 @@ fn slot_counts_past_the_address_space_are_refused_not_truncated() {
         }
         drop(tx);
     }
+}
+
+#[test]
+fn is_disconnected_notices_receivers_killed_without_closing() {
+    let name = RingName::new("mpmc-isdisc-rx");
+    let mut tx =
+        mpmc::Sender::create(name.as_str(), Config::default().slots(8).slot_size(64)).unwrap();
+    let rx = mpmc::Receiver::open(name.as_str()).unwrap();
+    kill_when_ready(&name, "receiver_then_hang");
+    // One receiver is dead, one alive: not disconnected, however often we look.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        assert!(!tx.is_disconnected());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Both gone, the live one by closing, the other one by dying: noticed (within the
+    // look-up interval) without any blocking call.
+    drop(rx);
+    assert!(
+        eventually(|| tx.is_disconnected()),
+        "a killed receiver was never noticed by is_disconnected"
+    );
+    match tx.try_send(b"x") {
+        Err(TrySendError::Disconnected(back)) => assert_eq!(back, b"x"),
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+
+    // The only receiver killed.
+    let name = RingName::new("mpmc-isdisc-rx2");
+    let tx = mpmc::Sender::create(name.as_str(), Config::default().slots(8).slot_size(64)).unwrap();
+    kill_when_ready(&name, "receiver_then_hang");
+    assert!(
+        eventually(|| tx.is_disconnected()),
+        "a killed receiver was never noticed by is_disconnected"
+    );
+}
+
+#[test]
+fn is_disconnected_notices_a_sender_killed_without_closing() {
+    let name = RingName::new("mpmc-isdisc-tx");
+    let mut rx =
+        mpmc::Receiver::create(name.as_str(), Config::default().slots(8).slot_size(64)).unwrap();
+    kill_when_ready(&name, "send_one_then_hang");
+    assert!(
+        eventually(|| rx.is_disconnected()),
+        "a killed sender was never noticed by is_disconnected"
+    );
+    // What it sent is still delivered, then end of stream.
+    assert_eq!(&*rx.try_recv().unwrap(), b"one");
+    assert!(matches!(
+        rx.try_recv().map(|m| m.to_vec()),
+        Err(TryRecvError::Disconnected)
+    ));
 }
