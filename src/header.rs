@@ -24,7 +24,9 @@
 //!
 //! An endpoint's `state` word holds the state in its low 8 bits and, above them, a generation
 //! that MPMC rings bump each time they reuse the entry (SPSC entries are never reused and keep
-//! generation 0, so their words are the bare states).
+//! generation 0, so their words are the bare states). While an MPMC attacher takes an entry
+//! (state `EP_TAKING`), the high bits hold the attacher's pid instead, so that an entry whose
+//! attacher was killed half-way names a process that can be found dead, and is reclaimed.
 //!
 //! Creation handshake: the object is created with `O_EXCL` and mode 0600, every field is
 //! written, and `state = READY` is stored last with Release. An opener waits (bounded) for
@@ -84,11 +86,12 @@ impl Kind {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Endpoint {
-    /// Low 8 bits: `EP_FREE`, `EP_CLAIMING`, `EP_ATTACHED` or `EP_CLOSED`. `EP_ATTACHED` is
-    /// stored with Release after `pid` and `start_time`, so a reader that sees it (Acquire)
-    /// sees them. High 24 bits: how many times the entry was taken by [`Header::attach_any`]
-    /// (MPMC reuses entries; SPSC never does, so its entries keep generation 0), so that a
-    /// compare-exchange on a stale view of a reused entry fails.
+    /// Low 8 bits: `EP_FREE`, `EP_CLAIMING`, `EP_TAKING`, `EP_ATTACHED` or `EP_CLOSED`.
+    /// `EP_ATTACHED` is stored with Release after `pid` and `start_time`, so a reader that
+    /// sees it (Acquire) sees them. High 24 bits: how many times the entry was taken by
+    /// [`Header::attach_any`] (MPMC reuses entries; SPSC never does, so its entries keep
+    /// generation 0), so that a compare-exchange on a stale view of a reused entry fails;
+    /// in state `EP_TAKING`, the pid of the process taking the entry.
     state: AtomicU32,
     role: AtomicU32,
     pid: AtomicU32,
@@ -100,10 +103,19 @@ pub(crate) const EP_FREE: u32 = 0;
 pub(crate) const EP_CLAIMING: u32 = 1;
 pub(crate) const EP_ATTACHED: u32 = 2;
 pub(crate) const EP_CLOSED: u32 = 3;
+/// Being taken by [`Header::attach_any`] (MPMC): like `EP_CLAIMING`, but the high 24 bits
+/// hold the taker's pid (pids are below 2^22 on Linux), written by the very
+/// compare-exchange that takes the entry. Whoever finds that process dead can reclaim the
+/// entry ([`Header::reap_if_dead`]): the taker will never write it again. (With
+/// `EP_CLAIMING` on a reused entry, the `pid` field may still name the previous owner, so a
+/// dead value there proves nothing.)
+pub(crate) const EP_TAKING: u32 = 4;
 /// Bits of `Endpoint::state` holding the state proper; the rest is the generation.
 const EP_STATE_MASK: u32 = 0xff;
 /// One step of the generation in `Endpoint::state`.
 const EP_GENERATION: u32 = 1 << 8;
+/// Where `EP_TAKING` keeps the taker's pid in `Endpoint::state`.
+const EP_PID_SHIFT: u32 = 8;
 
 /// Roles recorded in the endpoint table.
 pub(crate) const ROLE_PRODUCER: u32 = 1;
@@ -166,6 +178,7 @@ const _: () = {
 };
 
 /// The validated shape of a ring, copied out of the header into the handle's own memory.
+/// `total_len`, and so every offset and length in it, fits in a `usize`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub(crate) kind: Kind,
@@ -203,6 +216,14 @@ impl Geometry {
         let total_len = data_offset
             .checked_add(data_len)
             .ok_or(Corruption::new("ring too large", data_len))?;
+        // Every offset and length below `total_len` is then a lossless `usize` too. (The
+        // kinds' size limits keep this true on 32-bit targets; this check makes it certain.)
+        if usize::try_from(total_len).is_err() {
+            return Err(Corruption::new(
+                "ring too large for this target's address space",
+                total_len,
+            ));
+        }
         if endpoint_count as usize > MAX_ENDPOINTS || endpoint_count == 0 {
             return Err(Corruption::new(
                 "endpoint count must be 1..=64",
@@ -273,10 +294,15 @@ impl Header {
     }
 
     /// What endpoint entry `slot` says now: (state without generation, role, pid, start
-    /// time). Unvalidated; for display.
+    /// time). For an entry being taken (`EP_TAKING`) the pid is the taker's and the start
+    /// time 0 (unknown). Unvalidated; for display.
     pub(crate) fn endpoint_snapshot(&self, slot: usize) -> Option<(u32, u32, u32, u64)> {
         let ep = self.endpoint(slot)?;
-        let state = ep.state.load(Ordering::Acquire) & EP_STATE_MASK;
+        let word = ep.state.load(Ordering::Acquire);
+        let state = word & EP_STATE_MASK;
+        if state == EP_TAKING {
+            return Some((state, 0, word >> EP_PID_SHIFT, 0));
+        }
         Some((
             state,
             ep.role.load(Ordering::Relaxed),
@@ -387,35 +413,40 @@ impl Header {
         Ok(())
     }
 
-    /// Entries of the endpoint table in use (the registry size stated at creation), never
-    /// more than [`MAX_ENDPOINTS`] whatever a peer wrote.
-    pub(crate) fn registry_len(&self) -> usize {
-        (self.endpoint_count.load(Ordering::Relaxed) as usize).min(MAX_ENDPOINTS)
-    }
-
     /// Claims any entry that is free or closed (an MPMC ring reuses the entries of endpoints
     /// that left) for `me` in `role`, and returns its index; `None` if every entry is taken
     /// (attached, or mid-attach). Entries of dead processes are not taken here: they must be
     /// reaped first ([`Header::reap_if_dead`]), so that whoever reaps them accounts for them.
     ///
+    /// Only the first `registry_len` entries are looked at: the registry size the caller
+    /// validated when it opened the ring (`Geometry::endpoint_count`), never the
+    /// `endpoint_count` in shared memory, which a peer could change after validation.
+    ///
     /// SPSC rings never call this; their closed entries stay closed.
-    pub(crate) fn attach_any(&self, role: u32, me: ProcessId) -> Option<usize> {
-        for slot in 0..self.registry_len() {
-            let ep = &self.endpoints[slot];
+    pub(crate) fn attach_any(
+        &self,
+        registry_len: usize,
+        role: u32,
+        me: ProcessId,
+    ) -> Option<usize> {
+        for (slot, ep) in self.endpoints.iter().enumerate().take(registry_len) {
             let word = ep.state.load(Ordering::Relaxed);
             let state = word & EP_STATE_MASK;
             if state != EP_FREE && state != EP_CLOSED {
                 continue;
             }
             let generation = (word & !EP_STATE_MASK).wrapping_add(EP_GENERATION);
+            // Take the entry with our pid in it, so that if we are killed before it is
+            // attached, whoever finds us dead can reclaim it. (A pid too large for the word,
+            // impossible on Linux, falls back to an entry that is never reclaimed.)
+            let taking = if me.pid <= u32::MAX >> EP_PID_SHIFT {
+                (me.pid << EP_PID_SHIFT) | EP_TAKING
+            } else {
+                generation | EP_CLAIMING
+            };
             if ep
                 .state
-                .compare_exchange(
-                    word,
-                    generation | EP_CLAIMING,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(word, taking, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
                 continue;
@@ -448,11 +479,31 @@ impl Header {
     /// If endpoint `slot` is attached by a process that has died, marks it closed and returns
     /// its role. Exactly one caller wins a given entry (compare-exchange), so the caller that
     /// gets `Some` is the one to account for the departure. Looks at `/proc`: slow paths only.
+    ///
+    /// An entry that a process took ([`Header::attach_any`]) and died before attaching is
+    /// marked closed too, so it can be taken again; that returns `None`, as there is
+    /// nothing to account for: its endpoint never counted itself in its side.
     pub(crate) fn reap_if_dead(&self, slot: usize) -> Option<u32> {
         let ep = self.endpoint(slot)?;
         // SYNC POINT: Acquire pairs with the Release store of ATTACHED (pid, start time and
         // role visible).
         let word = ep.state.load(Ordering::Acquire);
+        if word & EP_STATE_MASK == EP_TAKING {
+            let taker = ProcessId {
+                pid: word >> EP_PID_SHIFT,
+                // Unknown: the pid alone decides (a reused pid keeps the entry, for now).
+                start_time: 0,
+            };
+            if taker.liveness() == Liveness::Dead {
+                // Fails if the entry moved on meanwhile; the high bits (the dead taker's
+                // pid) serve as its generation from now on.
+                let closed = (word & !EP_STATE_MASK) | EP_CLOSED;
+                let _ =
+                    ep.state
+                        .compare_exchange(word, closed, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            return None;
+        }
         if word & EP_STATE_MASK != EP_ATTACHED {
             return None;
         }
@@ -509,6 +560,16 @@ impl Header {
                     }
                 }
                 EndpointStatus::Alive
+            }
+            EP_TAKING => {
+                let taker = ProcessId {
+                    pid: word >> EP_PID_SHIFT,
+                    start_time: 0,
+                };
+                match taker.liveness() {
+                    Liveness::Alive => EndpointStatus::Alive,
+                    Liveness::Dead => EndpointStatus::Gone,
+                }
             }
             EP_ATTACHED => {
                 let id = ProcessId {

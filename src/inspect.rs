@@ -20,7 +20,7 @@ pub enum EndpointState {
     Attaching,
     /// Attached by a process that is running.
     Attached,
-    /// Attached by a process that has died without closing.
+    /// Attached (or being attached) by a process that has died without closing.
     Dead,
     /// Closed.
     Closed,
@@ -33,7 +33,8 @@ pub struct EndpointInfo {
     pub slot: usize,
     /// "producer"/"consumer" (SPSC) or "sender"/"receiver" (MPMC).
     pub role: &'static str,
-    /// Process id recorded at attach time.
+    /// Process id recorded at attach time (while an MPMC entry is being attached: the
+    /// attaching process).
     pub pid: u32,
     /// What the entry says, with the recorded process's liveness checked.
     pub state: EndpointState,
@@ -98,6 +99,10 @@ pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
         };
         let state = match state {
             header::EP_CLAIMING => EndpointState::Attaching,
+            header::EP_TAKING => match (ProcessId { pid, start_time }).liveness() {
+                Liveness::Alive => EndpointState::Attaching,
+                Liveness::Dead => EndpointState::Dead,
+            },
             header::EP_ATTACHED => match (ProcessId { pid, start_time }).liveness() {
                 Liveness::Alive => EndpointState::Attached,
                 Liveness::Dead => EndpointState::Dead,

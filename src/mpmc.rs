@@ -62,7 +62,12 @@
 //! A process that dies without closing is found by any blocked waiter: once per waiter
 //! slice (at most every few hundred milliseconds) it checks the registry's attached entries
 //! against `/proc` and *reaps* the dead ones (marks them closed, then closes their side if
-//! it was the last one), exactly as if they had closed.
+//! it was the last one), exactly as if they had closed. An endpoint killed while attaching
+//! may leave its entry taken but not attached; the entry then names the attaching process,
+//! and the same check frees it (nothing to close: it never counted itself in its side).
+//! [`Sender::is_disconnected`] and [`Receiver::is_disconnected`] look at the other side's
+//! processes too (rate limited per handle), so a handle that never blocks also learns that
+//! its peers died.
 //!
 //! # Crash recovery: no wedge
 //!
@@ -134,10 +139,28 @@ pub(crate) const SLOT_HEADER: usize = 16;
 pub const MIN_SLOT_SIZE: usize = 64;
 /// Largest slot size in bytes (16 MiB).
 pub const MAX_SLOT_SIZE: usize = 1 << 24;
-/// Largest number of slots.
+/// Largest number of slots: 2^32 (2^24 on 32-bit targets, whose address space must hold
+/// the whole data region).
+#[cfg(target_pointer_width = "64")]
 pub const MAX_SLOTS: usize = 1 << 32;
-/// Largest data region (slots x slot size), 1 TiB.
+/// Largest number of slots: 2^24 on 32-bit targets, whose address space must hold the
+/// whole data region (2^32 on 64-bit targets).
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_SLOTS: usize = 1 << 24;
+/// Largest data region (slots x slot size): 1 TiB, 1 GiB on 32-bit targets.
+#[cfg(target_pointer_width = "64")]
 const MAX_DATA: u64 = 1 << 40;
+#[cfg(not(target_pointer_width = "64"))]
+const MAX_DATA: u64 = 1 << 30;
+/// The rules above, as error messages say them.
+#[cfg(target_pointer_width = "64")]
+const SLOTS_RULE: &str = "slot count must be a power of two in 2 ..= 2^32";
+#[cfg(not(target_pointer_width = "64"))]
+const SLOTS_RULE: &str = "slot count must be a power of two in 2 ..= 2^24 on 32-bit targets";
+#[cfg(target_pointer_width = "64")]
+const DATA_RULE: &str = "ring data must not exceed 1 TiB";
+#[cfg(not(target_pointer_width = "64"))]
+const DATA_RULE: &str = "ring data must not exceed 1 GiB on 32-bit targets";
 
 /// Flag of a slot's `seq`: the position is done and holds no message.
 const SKIP: u64 = 1 << 63;
@@ -281,10 +304,7 @@ pub(crate) fn check_geometry(
     max_message: u32,
 ) -> Result<(), Corruption> {
     if !slots.is_power_of_two() || slots < 2 || slots > MAX_SLOTS as u64 {
-        return Err(Corruption::new(
-            "slot count must be a power of two in 2 ..= 2^32",
-            slots,
-        ));
+        return Err(Corruption::new(SLOTS_RULE, slots));
     }
     let size = slot_size as usize;
     if size % 64 != 0 || !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&size) {
@@ -300,10 +320,7 @@ pub(crate) fn check_geometry(
         ));
     }
     if slots * u64::from(slot_size) > MAX_DATA {
-        return Err(Corruption::new(
-            "ring data must not exceed 1 TiB",
-            slots * u64::from(slot_size),
-        ));
+        return Err(Corruption::new(DATA_RULE, slots * u64::from(slot_size)));
     }
     Ok(())
 }
@@ -372,6 +389,11 @@ struct Ring {
     max_message: u64,
     /// The claim table (shared rings only).
     claims: Option<NonNull<ClaimLine>>,
+    /// Entries of the endpoint registry that scans look at: the `endpoint_count` validated
+    /// when the ring was opened (at most `MAX_ENDPOINTS`), never the peer-writable copy in
+    /// the header. 0 for heap rings, which have no registry.
+    #[cfg(not(loom))]
+    registry_len: usize,
     storage: Storage,
 }
 
@@ -560,6 +582,8 @@ fn heap_channel(
         slot_size: u64::from(slot_size),
         max_message: u64::from(max_message),
         claims: None,
+        #[cfg(not(loom))]
+        registry_len: 0,
         storage,
     };
     (
@@ -598,6 +622,8 @@ fn shm_ring(seg: std::sync::Arc<crate::segment::Segment>, g: &Geometry) -> Ring 
         slot_size: u64::from(g.slot_size),
         max_message: u64::from(g.max_message),
         claims: Some(claims),
+        // Validated by `Geometry::new`: 1..=MAX_ENDPOINTS.
+        registry_len: (g.endpoint_count as usize).min(MAX_ENDPOINTS),
         storage: Storage::Shm(seg),
     }
 }
@@ -651,13 +677,13 @@ fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, Open
         .header()
         .expect("attach is only called for shared rings");
     let me = crate::peer::ProcessId::current();
-    let entry = match h.attach_any(role.code(), me) {
+    let entry = match h.attach_any(ring.registry_len, role.code(), me) {
         Some(e) => e,
         None => {
             reap_dead(&ring);
-            h.attach_any(role.code(), me)
+            h.attach_any(ring.registry_len, role.code(), me)
                 .ok_or(OpenError::RegistryFull {
-                    capacity: h.registry_len(),
+                    capacity: ring.registry_len,
                 })?
         }
     };
@@ -701,7 +727,7 @@ fn close_side_if_last(ring: &Ring, role: Role) {
             // Closed already, or nobody of this side ever attached.
             return;
         }
-        if (0..h.registry_len()).any(|i| h.attached_role(i) == Some(role.code())) {
+        if (0..ring.registry_len).any(|i| h.attached_role(i) == Some(role.code())) {
             return;
         }
         // SYNC POINT: Release pairs with the Acquire loads of the side word by the other
@@ -722,7 +748,7 @@ fn close_side_if_last(ring: &Ring, role: Role) {
 #[cfg(not(loom))]
 fn reap_dead(ring: &Ring) {
     let Some(h) = ring.header() else { return };
-    for i in 0..h.registry_len() {
+    for i in 0..ring.registry_len {
         if let Some(role) = h.reap_if_dead(i).and_then(Role::from_code) {
             close_side_if_last(ring, role);
         }
@@ -731,13 +757,37 @@ fn reap_dead(ring: &Ring) {
     close_side_if_last(ring, Role::Receiver);
 }
 
+/// Whether `role`'s side is closed, after reaping the dead endpoints of it (shared rings)
+/// up to the first live one: a side with a live endpoint is not done, whatever the others
+/// are. Looks at `/proc`: slow paths only.
+#[cfg(not(loom))]
+fn side_gone(ring: &Ring, role: Role) -> bool {
+    let Some(h) = ring.header() else { return false };
+    for i in 0..ring.registry_len {
+        if h.attached_role(i) != Some(role.code()) {
+            continue;
+        }
+        match h.reap_if_dead(i).and_then(Role::from_code) {
+            // The reaper accounts for the departure (the entry may have changed hands
+            // since the role was read: close the side of whoever was reaped).
+            Some(reaped) => close_side_if_last(ring, reaped),
+            // Alive, unless it closed meanwhile.
+            None if h.attached_role(i) == Some(role.code()) => return false,
+            None => {}
+        }
+    }
+    close_side_if_last(ring, role);
+    // SYNC POINT: Acquire pairs with the Release that closed the side.
+    role.side(ring.ctrl()).load(Ordering::Acquire) & CLOSED != 0
+}
+
 /// Whether an endpoint that is still alive recorded a claim on `pos` (with `tag`): the
 /// claimer of `pos` is among the endpoints whose record names it.
 #[cfg(not(loom))]
 fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
     let Some(h) = ring.header() else { return true };
     let target = (pos << 2) | tag;
-    (0..h.registry_len()).any(|i| {
+    (0..ring.registry_len).any(|i| {
         // SYNC POINT: Acquire pairs with the Release stores of claim records in
         // `Handle::record`: seeing a later record of the claimer means seeing the slot it
         // finished before (then the recovering compare-exchange fails).
@@ -853,6 +903,10 @@ struct Handle {
     strategy: WaitStrategy,
     stats: WaitStats,
     clock: PeerClock,
+    /// When `is_disconnected` last looked at the other side's processes: its own rate
+    /// limit, in a `Cell` so that it can take `&self` (handles are not `Sync`).
+    #[cfg(not(loom))]
+    probe_clock: std::cell::Cell<PeerClock>,
     /// The process that attached this endpoint; a copy inherited by a forked child is not
     /// the endpoint and must not close it.
     #[cfg(not(loom))]
@@ -872,6 +926,8 @@ impl Handle {
             strategy,
             stats: WaitStats::default(),
             clock: PeerClock::default(),
+            #[cfg(not(loom))]
+            probe_clock: std::cell::Cell::new(PeerClock::default()),
             #[cfg(not(loom))]
             owner_pid: std::process::id(),
         }
@@ -933,6 +989,35 @@ impl Handle {
         };
         // SYNC POINT: Acquire pairs with the Release that closed the side.
         other.side(self.ring.ctrl()).load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Whether the other side has closed for good or, for shared rings, every endpoint of
+    /// it died: then they are reaped, which closes the side. The processes are looked up at
+    /// most once per `PEER_CHECK_INTERVAL` per handle, and the look-up stops at the first
+    /// live endpoint of the other side (usually one `/proc` read).
+    fn peers_gone(&self) -> bool {
+        if self.peers_closed() {
+            return true;
+        }
+        #[cfg(not(loom))]
+        if self.ring.claims.is_some() {
+            let now = std::time::Instant::now();
+            let mut clock = self.probe_clock.get();
+            if clock
+                .last
+                .is_some_and(|last| now.duration_since(last) < PEER_CHECK_INTERVAL)
+            {
+                return false;
+            }
+            clock.last = Some(now);
+            self.probe_clock.set(clock);
+            let other = match self.role {
+                Role::Sender => Role::Receiver,
+                Role::Receiver => Role::Sender,
+            };
+            return side_gone(&self.ring, other);
+        }
+        false
     }
 
     fn close(&mut self) {
@@ -1247,7 +1332,11 @@ impl Sender {
         self.h.stats
     }
 
-    /// Whether every receiver has gone (closed, or found dead). Sends will fail from now on.
+    /// Whether every receiver has gone (closed, or died). Sends will fail from now on.
+    ///
+    /// For a shared ring this also looks whether the receivers' processes are still there
+    /// (at most once per 50 ms per handle), so it notices receivers killed without closing
+    /// even if this sender never blocks; dead ones are reaped, as a blocked call would.
     ///
     /// ```
     /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
@@ -1257,7 +1346,7 @@ impl Sender {
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
     pub fn is_disconnected(&self) -> bool {
-        self.h.peers_closed()
+        self.h.peers_gone()
     }
 
     /// The common case of [`try_claim`](Sender::try_claim), small enough to inline into the
@@ -1977,7 +2066,11 @@ impl Receiver {
         self.h.stats
     }
 
-    /// Whether every sender has gone (closed, or found dead). Messages may still be waiting.
+    /// Whether every sender has gone (closed, or died). Messages may still be waiting.
+    ///
+    /// For a shared ring this also looks whether the senders' processes are still there (at
+    /// most once per 50 ms per handle), so it notices senders killed without closing even if
+    /// this receiver never blocks; dead ones are reaped, as a blocked call would.
     ///
     /// ```
     /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
@@ -1986,7 +2079,7 @@ impl Receiver {
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
     pub fn is_disconnected(&self) -> bool {
-        self.h.peers_closed()
+        self.h.peers_gone()
     }
 
     /// The common case of [`try_take`](Receiver::try_take), small enough to inline into the

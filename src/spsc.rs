@@ -71,8 +71,19 @@ const PAD: u64 = 1 << 63;
 const RECORD_HEADER: u64 = 8;
 /// Smallest capacity: room for two of the smallest records.
 pub const MIN_CAPACITY: usize = 32;
-/// Largest capacity (1 TiB).
+/// Largest capacity: 1 TiB (1 GiB on 32-bit targets, whose address space must hold the
+/// whole ring).
+#[cfg(target_pointer_width = "64")]
 pub const MAX_CAPACITY: usize = 1 << 40;
+/// Largest capacity: 1 GiB on 32-bit targets, whose address space must hold the whole ring
+/// (1 TiB on 64-bit targets).
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_CAPACITY: usize = 1 << 30;
+/// The capacity rule, as error messages say it.
+#[cfg(target_pointer_width = "64")]
+const CAPACITY_RULE: &str = "capacity must lie in 32 bytes ..= 1 TiB";
+#[cfg(not(target_pointer_width = "64"))]
+const CAPACITY_RULE: &str = "capacity must lie in 32 bytes ..= 1 GiB on 32-bit targets";
 
 /// Size of the record holding a `len`-byte payload.
 #[inline]
@@ -182,10 +193,7 @@ pub(crate) fn check_geometry(capacity: u64, max_message: u64) -> Result<(), Corr
         return Err(Corruption::new("capacity must be a power of two", capacity));
     }
     if capacity < MIN_CAPACITY as u64 || capacity > MAX_CAPACITY as u64 {
-        return Err(Corruption::new(
-            "capacity must lie in 32 bytes ..= 1 TiB",
-            capacity,
-        ));
+        return Err(Corruption::new(CAPACITY_RULE, capacity));
     }
     let limit = (max_message_for(capacity as usize) as u64).min(u64::from(u32::MAX));
     if max_message == 0 || max_message > limit {

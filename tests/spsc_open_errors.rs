@@ -225,6 +225,23 @@ fn impossible_geometry_is_bad_geometry() {
 }
 
 #[test]
+fn capacities_past_the_address_space_are_refused_not_truncated() {
+    // The largest ring takes at most a quarter of this target's address space (1 TiB, or
+    // 1 GiB on 32-bit targets).
+    const { assert!(spsc::MAX_CAPACITY <= 1 << (usize::BITS - 2)) };
+    // Capacities whose low bits would make a small ring if cut to 32 bits, or that no
+    // address space holds: refused whatever the target.
+    for capacity in [1u64 << 32, (1 << 32) | 4096, 1 << 41, 1 << 63] {
+        let name = valid_ring("geom-wide");
+        patch(&name, 24, &capacity.to_ne_bytes());
+        match spsc::Consumer::open(name.as_str()) {
+            Err(OpenError::BadGeometry(_) | OpenError::TooSmall { .. }) => {}
+            other => panic!("capacity {capacity:#x}: expected an error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn poisoned_ring_is_refused() {
     let name = valid_ring("poison");
     patch(&name, 16, &2u32.to_ne_bytes());

@@ -25,9 +25,10 @@ impl Switches {
         if rc != 0 {
             return Switches::default();
         }
+        // `c_long` is 32 bits on 32-bit targets and 64 bits on 64-bit ones: the cast only widens.
         Switches {
-            voluntary: ru.ru_nvcsw,
-            involuntary: ru.ru_nivcsw,
+            voluntary: ru.ru_nvcsw as i64,
+            involuntary: ru.ru_nivcsw as i64,
         }
     }
 
