@@ -1555,7 +1555,7 @@ impl Sender {
         // SAFETY: the payload range of a claimed slot lies inside the region (index masked,
         // `len <= max_message <= slot_size - 16`) and is ours alone until published.
         let dst = unsafe { ring.region.slice_mut(ring.payload(pos), msg.len()) };
-        dst.copy_from_slice(msg);
+        crate::sync::region::copy_in(dst, msg);
         self.publish(pos, msg.len());
     }
 

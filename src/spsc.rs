@@ -926,7 +926,7 @@ impl Producer {
         // SAFETY: the payload range follows the claimed record header, inside the claimed
         // free space, which only the producer touches until it is published.
         let dst = unsafe { self.ring.region.slice_mut(claim.at as usize + 8, msg.len()) };
-        dst.copy_from_slice(msg);
+        crate::sync::region::copy_in(dst, msg);
     }
 
     /// Reserves room for a message of up to `len` bytes and returns it for writing in place
