@@ -144,3 +144,17 @@ pub(crate) fn copy_in(dst: &mut [u8], src: &[u8]) {
         dst.copy_from_slice(src);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn copy_in_copies_every_length_exactly() {
+        let src: Vec<u8> = (1..=40).collect();
+        for n in 0..=src.len() {
+            let mut dst = [0u8; 48];
+            super::copy_in(&mut dst[3..3 + n], &src[..n]);
+            assert_eq!(&dst[3..3 + n], &src[..n], "length {n}");
+            assert!(dst[..3].iter().chain(&dst[3 + n..]).all(|&b| b == 0), "length {n}");
+        }
+    }
+}
