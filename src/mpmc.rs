@@ -378,8 +378,8 @@ impl Role {
 #[derive(Clone, Debug)]
 struct Ring {
     ctrl: NonNull<Control>,
-    /// Slot `i`'s header is at `meta + i * meta_stride`: inside the slot in shared memory, in
-    /// a separate array on the heap (where loom's atomics cannot live in plain bytes).
+    /// Slot `i`'s header is at `meta + i * meta_stride`: inside the slot, except under loom
+    /// (whose atomics cannot live in plain bytes), where heap rings keep a separate array.
     meta: NonNull<u8>,
     meta_stride: usize,
     /// The slots; slot `i`'s payload starts at `i * slot_size + SLOT_HEADER`.
@@ -415,7 +415,7 @@ impl Ring {
         let i = self.index(pos);
         // SAFETY: `i < slots` (masked), and `slots` headers lie at `meta_stride` steps inside
         // memory that `storage` keeps alive: the data region (`slots * slot_size` bytes,
-        // validated against the mapping, 64-byte aligned slots) or the heap array. `SlotMeta`
+        // validated against the mapping, 64-byte aligned slots) or the heap array (loom). `SlotMeta`
         // holds only atomics, valid for any bit pattern a peer leaves.
         unsafe {
             &*self
@@ -451,18 +451,27 @@ impl Ring {
 }
 
 /// A heap ring's memory (in-process channels and loom models).
+///
+/// The slots are laid out as in shared memory: 64-byte aligned, each starting with its
+/// header, so a message moves one cache line when it fits one. Under loom the headers live in
+/// a separate array instead, as loom's atomics cannot be placed in plain bytes.
 struct HeapRing {
     ctrl: Box<Control>,
+    #[cfg(loom)]
     meta: Box<[SlotMeta]>,
-    data: Box<[std::cell::UnsafeCell<u64>]>,
+    data: Box<[Line]>,
     #[cfg(loom)]
     cells: Box<[loom::cell::UnsafeCell<()>]>,
 }
 
+/// 64 bytes of a heap ring's slots, aligned like a slot.
+#[repr(C, align(64))]
+struct Line(std::cell::UnsafeCell<[u64; 8]>);
+
 impl fmt::Debug for HeapRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeapRing")
-            .field("slots", &self.meta.len())
+            .field("bytes", &(self.data.len() * 64))
             .finish_non_exhaustive()
     }
 }
@@ -536,18 +545,23 @@ fn heap_channel(
     max_message: u32,
     strategy: WaitStrategy,
 ) -> (Sender, Receiver) {
+    // `slot_size` is a multiple of 64 (checked by the geometry rules).
     let bytes = slots as usize * slot_size as usize;
+    #[cfg(loom)]
     let words = bytes / 8;
     let heap = HeapRing {
         ctrl: Box::new(Control::new(ATTACH, ATTACH)),
+        #[cfg(loom)]
         meta: (0..slots)
-            .map(|i| SlotMeta {
-                seq: AtomicU64::new(i),
+            .map(|_| SlotMeta {
+                seq: AtomicU64::new(0),
                 len: AtomicU32::new(0),
                 _reserved: AtomicU32::new(0),
             })
             .collect(),
-        data: (0..words).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+        data: (0..bytes / 64)
+            .map(|_| Line(std::cell::UnsafeCell::new([0; 8])))
+            .collect(),
         #[cfg(loom)]
         cells: (0..words)
             .map(|_| loom::cell::UnsafeCell::new(()))
@@ -557,11 +571,18 @@ fn heap_channel(
     // would be invalidated by it.
     let heap = std::sync::Arc::new(heap);
     let ctrl = NonNull::from(&*heap.ctrl);
-    let meta = NonNull::from(&*heap.meta).cast::<u8>();
-    // SAFETY: `data` is `words` 8-byte-aligned words owned by `heap`, which the Arc keeps
-    // alive (and in place) as long as any handle.
+    let data = NonNull::from(&*heap.data).cast::<u8>();
+    #[cfg(loom)]
+    let (meta, meta_stride) = (
+        NonNull::from(&*heap.meta).cast::<u8>(),
+        std::mem::size_of::<SlotMeta>(),
+    );
+    #[cfg(not(loom))]
+    let (meta, meta_stride) = (data, slot_size as usize);
+    // SAFETY: `data` is `bytes` bytes of 64-byte-aligned lines owned by `heap`, which the Arc
+    // keeps alive (and in place) as long as any handle.
     let region = unsafe {
-        let ptr = NonNull::new_unchecked(heap.data.as_ptr() as *mut u8);
+        let ptr = data;
         #[cfg(not(loom))]
         let region = Region::new(ptr, bytes);
         #[cfg(loom)]
@@ -576,7 +597,7 @@ fn heap_channel(
     let ring = Ring {
         ctrl,
         meta,
-        meta_stride: std::mem::size_of::<SlotMeta>(),
+        meta_stride,
         region,
         slots,
         slot_size: u64::from(slot_size),
@@ -586,6 +607,9 @@ fn heap_channel(
         registry_len: 0,
         storage,
     };
+    for i in 0..slots {
+        ring.meta(i).seq.store(i, Ordering::Relaxed);
+    }
     (
         Sender {
             h: Handle::new(ring.clone(), Role::Sender, None, strategy),

@@ -154,7 +154,10 @@ mod tests {
             let mut dst = [0u8; 48];
             super::copy_in(&mut dst[3..3 + n], &src[..n]);
             assert_eq!(&dst[3..3 + n], &src[..n], "length {n}");
-            assert!(dst[..3].iter().chain(&dst[3 + n..]).all(|&b| b == 0), "length {n}");
+            assert!(
+                dst[..3].iter().chain(&dst[3 + n..]).all(|&b| b == 0),
+                "length {n}"
+            );
         }
     }
 }
