@@ -122,7 +122,7 @@ use crate::error::{
     TryRecvError, TrySendError,
 };
 use crate::storage::Storage;
-use crate::sync::region::Region;
+use crate::sync::region::{HeapBytes, Region};
 use crate::sync::waiter::{EventCount, Poll, WaitStats, WaitStrategy};
 use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering};
 
@@ -459,19 +459,15 @@ struct HeapRing {
     ctrl: Box<Control>,
     #[cfg(loom)]
     meta: Box<[SlotMeta]>,
-    data: Box<[Line]>,
+    data: HeapBytes,
     #[cfg(loom)]
     cells: Box<[loom::cell::UnsafeCell<()>]>,
 }
 
-/// 64 bytes of a heap ring's slots, aligned like a slot.
-#[repr(C, align(64))]
-struct Line(std::cell::UnsafeCell<[u64; 8]>);
-
 impl fmt::Debug for HeapRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeapRing")
-            .field("bytes", &(self.data.len() * 64))
+            .field("bytes", &self.data.len())
             .finish_non_exhaustive()
     }
 }
@@ -559,9 +555,7 @@ fn heap_channel(
                 _reserved: AtomicU32::new(0),
             })
             .collect(),
-        data: (0..bytes / 64)
-            .map(|_| Line(std::cell::UnsafeCell::new([0; 8])))
-            .collect(),
+        data: HeapBytes::zeroed(bytes),
         #[cfg(loom)]
         cells: (0..words)
             .map(|_| loom::cell::UnsafeCell::new(()))
@@ -571,7 +565,7 @@ fn heap_channel(
     // would be invalidated by it.
     let heap = std::sync::Arc::new(heap);
     let ctrl = NonNull::from(&*heap.ctrl);
-    let data = NonNull::from(&*heap.data).cast::<u8>();
+    let data = heap.data.ptr();
     #[cfg(loom)]
     let (meta, meta_stride) = (
         NonNull::from(&*heap.meta).cast::<u8>(),
@@ -579,8 +573,8 @@ fn heap_channel(
     );
     #[cfg(not(loom))]
     let (meta, meta_stride) = (data, slot_size as usize);
-    // SAFETY: `data` is `bytes` bytes of 64-byte-aligned lines owned by `heap`, which the Arc
-    // keeps alive (and in place) as long as any handle.
+    // SAFETY: `data` is at least `bytes` writable bytes, 128-byte aligned, owned by `heap`,
+    // which the Arc keeps alive (and in place) as long as any handle.
     let region = unsafe {
         let ptr = data;
         #[cfg(not(loom))]

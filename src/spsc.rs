@@ -51,7 +51,7 @@ use crate::error::{
     TryRecvError, TrySendError,
 };
 use crate::storage::{PeerWatch, Storage};
-use crate::sync::region::Region;
+use crate::sync::region::{HeapBytes, Region};
 use crate::sync::waiter::{EventCount, Poll, WaitStats, WaitStrategy};
 use crate::sync::{AtomicU32, AtomicU64, Deadline, Ordering};
 
@@ -253,7 +253,7 @@ fn producer_closed(c: &Control) -> &AtomicU32 {
 /// A heap ring's memory (in-process channels and loom models).
 struct HeapRing {
     ctrl: Box<Control>,
-    data: Box<[std::cell::UnsafeCell<u64>]>,
+    data: HeapBytes,
     #[cfg(loom)]
     cells: Box<[loom::cell::UnsafeCell<()>]>,
 }
@@ -261,7 +261,7 @@ struct HeapRing {
 impl fmt::Debug for HeapRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeapRing")
-            .field("bytes", &(self.data.len() * 8))
+            .field("bytes", &self.data.len())
             .finish_non_exhaustive()
     }
 }
@@ -312,10 +312,11 @@ pub fn channel(config: &Config) -> (Producer, Consumer) {
 }
 
 fn heap_channel(capacity: u64, max_message: u64, strategy: WaitStrategy) -> (Producer, Consumer) {
+    #[cfg(loom)]
     let words = (capacity / 8) as usize;
     let heap = HeapRing {
         ctrl: Box::new(Control::new()),
-        data: (0..words).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+        data: HeapBytes::zeroed(capacity as usize),
         #[cfg(loom)]
         cells: (0..words)
             .map(|_| loom::cell::UnsafeCell::new(()))
@@ -325,10 +326,10 @@ fn heap_channel(capacity: u64, max_message: u64, strategy: WaitStrategy) -> (Pro
     // would be invalidated by it.
     let heap = std::sync::Arc::new(heap);
     let ctrl = NonNull::from(&*heap.ctrl);
-    // SAFETY: `data` is `words` 8-byte-aligned words owned by `heap`, which the Arc keeps
-    // alive (and in place) as long as any handle.
+    // SAFETY: `data` is at least `capacity` writable bytes, 128-byte aligned, owned by
+    // `heap`, which the Arc keeps alive (and in place) as long as any handle.
     let region = unsafe {
-        let ptr = NonNull::new_unchecked(heap.data.as_ptr() as *mut u8);
+        let ptr = heap.data.ptr();
         #[cfg(not(loom))]
         let region = Region::new(ptr, capacity as usize);
         #[cfg(loom)]
