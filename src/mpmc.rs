@@ -333,6 +333,14 @@ enum Role {
 }
 
 impl Role {
+    /// The other side.
+    fn other(self) -> Role {
+        match self {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        }
+    }
+
     fn side(self, ctrl: &Control) -> &AtomicU64 {
         match self {
             Role::Sender => &ctrl.wait.senders,
@@ -878,22 +886,30 @@ struct PeerClock {
 #[cfg(not(loom))]
 const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
+#[cfg(not(loom))]
+impl PeerClock {
+    /// Whether `PEER_CHECK_INTERVAL` has passed since the last check; if so, starts a new one.
+    fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < PEER_CHECK_INTERVAL)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
 /// The slow-path peer check: reap dead endpoints, finish abandoned slots. Rate limited;
 /// a no-op for heap rings.
 fn check_peers(ring: &Ring, clock: &mut PeerClock) {
     #[cfg(not(loom))]
     {
-        if ring.claims.is_none() {
+        if ring.claims.is_none() || !clock.due() {
             return;
         }
-        let now = std::time::Instant::now();
-        if clock
-            .last
-            .is_some_and(|last| now.duration_since(last) < PEER_CHECK_INTERVAL)
-        {
-            return;
-        }
-        clock.last = Some(now);
         reap_dead(ring);
         // A dead process may have left one abandoned slot per handle it had.
         for _ in 0..crate::header::MAX_ENDPOINTS {
@@ -1001,12 +1017,13 @@ impl Handle {
     /// Whether the other side has closed for good (or was found dead).
     #[inline]
     fn peers_closed(&self) -> bool {
-        let other = match self.role {
-            Role::Sender => Role::Receiver,
-            Role::Receiver => Role::Sender,
-        };
         // SYNC POINT: Acquire pairs with the Release that closed the side.
-        other.side(self.ring.ctrl()).load(Ordering::Acquire) & CLOSED != 0
+        self.role
+            .other()
+            .side(self.ring.ctrl())
+            .load(Ordering::Acquire)
+            & CLOSED
+            != 0
     }
 
     /// Whether the other side has closed for good or, for shared rings, every endpoint of
@@ -1019,21 +1036,10 @@ impl Handle {
         }
         #[cfg(not(loom))]
         if self.ring.claims.is_some() {
-            let now = std::time::Instant::now();
             let mut clock = self.probe_clock.get();
-            if clock
-                .last
-                .is_some_and(|last| now.duration_since(last) < PEER_CHECK_INTERVAL)
-            {
-                return false;
-            }
-            clock.last = Some(now);
+            let due = clock.due();
             self.probe_clock.set(clock);
-            let other = match self.role {
-                Role::Sender => Role::Receiver,
-                Role::Receiver => Role::Sender,
-            };
-            return side_gone(&self.ring, other);
+            return due && side_gone(&self.ring, self.role.other());
         }
         false
     }
