@@ -1494,15 +1494,21 @@ impl Sender {
         self.claim_slower(len, deadline)
     }
 
-    #[cold]
-    #[inline(never)]
-    fn claim_slower(&mut self, len: usize, deadline: Deadline) -> Result<u64, ClaimError> {
+    /// Refuses a message larger than the ring's maximum.
+    fn check_size(&self, len: usize) -> Result<(), ClaimError> {
         if len as u64 > self.h.ring.max_message {
             return Err(ClaimError::TooLarge {
                 len,
                 max: self.h.ring.max_message as usize,
             });
         }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn claim_slower(&mut self, len: usize, deadline: Deadline) -> Result<u64, ClaimError> {
+        self.check_size(len)?;
         match self.try_claim() {
             Ok(pos) => Ok(pos),
             Err(NoSlot::Busy) => self.claim_slow(deadline),
@@ -1641,12 +1647,8 @@ impl Sender {
     #[cold]
     #[inline(never)]
     fn try_send_slow<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
-        if msg.len() as u64 > self.h.ring.max_message {
-            return Err(ClaimError::TooLarge {
-                len: msg.len(),
-                max: self.h.ring.max_message as usize,
-            }
-            .into_try_send(msg));
+        if let Err(e) = self.check_size(msg.len()) {
+            return Err(e.into_try_send(msg));
         }
         match self.try_claim() {
             Ok(pos) => {
@@ -1731,13 +1733,7 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>, TrySendError<()>> {
-        if len as u64 > self.h.ring.max_message {
-            return Err(ClaimError::TooLarge {
-                len,
-                max: self.h.ring.max_message as usize,
-            }
-            .into_try_send(()));
-        }
+        self.check_size(len).map_err(|e| e.into_try_send(()))?;
         match self.try_claim() {
             Ok(pos) => Ok(self.grant(pos, len)),
             Err(NoSlot::Busy) => {
