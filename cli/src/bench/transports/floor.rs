@@ -97,7 +97,7 @@ fn wait_for(line: &AtomicU64, want: u64, mine: u64, limit: Instant) -> Result<()
         }
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % (1 << 16) == 0 && Instant::now() > limit {
+        if spins.is_multiple_of(1 << 16) && Instant::now() > limit {
             return Err("cache-line ping-pong: the peer stopped answering".into());
         }
     }
@@ -220,7 +220,7 @@ impl Transport for SpinFloor {
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % (1 << 16) == 0 && Instant::now() > limit {
+            if spins.is_multiple_of(1 << 16) && Instant::now() > limit {
                 return Err("cache-line ping-pong: the parent stopped answering".into());
             }
         }
