@@ -36,7 +36,7 @@ impl Default for Config {
             wait_strategy: WaitStrategy::Adaptive,
             slots: 1024,
             slot_size: None,
-            endpoints: crate::mpmc::MAX_ENDPOINTS,
+            endpoints: crate::geometry::MAX_ENDPOINTS,
         }
     }
 }
@@ -113,13 +113,13 @@ impl Config {
         let slot_size = match (self.slot_size, self.max_message) {
             (Some(s), _) => s,
             (None, Some(m)) => m
-                .checked_add(crate::mpmc::SLOT_HEADER + 63)
+                .checked_add(crate::geometry::SLOT_HEADER + 63)
                 .map_or(usize::MAX, |v| v / 64 * 64),
             (None, None) => 128,
         };
         let slot_size = u32::try_from(slot_size)
             .map_err(|_| OpenError::InvalidConfig(format!("slot size {slot_size} is too large")))?;
-        let payload = (slot_size as usize).saturating_sub(crate::mpmc::SLOT_HEADER);
+        let payload = (slot_size as usize).saturating_sub(crate::geometry::SLOT_HEADER);
         let max_message = self.max_message.unwrap_or(payload);
         if max_message > payload {
             return Err(OpenError::InvalidConfig(format!(
@@ -128,10 +128,10 @@ impl Config {
             )));
         }
         let slots = self.slots as u64;
-        crate::mpmc::check_geometry(slots, slot_size, max_message as u32).map_err(|c| {
+        crate::geometry::check_mpmc(slots, slot_size, max_message as u32).map_err(|c| {
             OpenError::InvalidConfig(format!("{c} ({slots} slots of {slot_size} bytes)"))
         })?;
-        if self.endpoints < 2 || self.endpoints > crate::mpmc::MAX_ENDPOINTS {
+        if self.endpoints < 2 || self.endpoints > crate::geometry::MAX_ENDPOINTS {
             return Err(OpenError::InvalidConfig(format!(
                 "endpoint registry of {} entries: must lie in 2..=64",
                 self.endpoints
@@ -149,9 +149,9 @@ impl Config {
     /// Validated SPSC geometry: (capacity, max message).
     pub(crate) fn spsc_geometry(&self) -> Result<(u64, u64), OpenError> {
         let cap = self.capacity as u64;
-        let limit = crate::spsc::max_message_for(self.capacity).min(u32::MAX as usize);
+        let limit = crate::geometry::max_message_for(self.capacity).min(u32::MAX as usize);
         let max = self.max_message.unwrap_or(limit) as u64;
-        crate::spsc::check_geometry(cap, max)
+        crate::geometry::check_spsc(cap, max)
             .map_err(|c| OpenError::InvalidConfig(format!("{c} (capacity {cap} bytes)")))?;
         if self.mode & !0o777 != 0 {
             return Err(OpenError::InvalidConfig(format!(

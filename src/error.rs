@@ -361,3 +361,47 @@ pub enum OpenError {
         source: io::Error,
     },
 }
+
+/// Why a claim of room failed, in either ring (internal; converted into the public error of
+/// each call).
+#[derive(Debug)]
+pub(crate) enum ClaimError {
+    /// No room now (non-blocking calls).
+    Full,
+    /// Still no room at the deadline.
+    Timeout,
+    Disconnected,
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
+    Corrupted(Corruption),
+}
+
+impl ClaimError {
+    pub(crate) fn into_send<T>(self, msg: T) -> SendError<T> {
+        match self {
+            // A blocking call without deadline neither gives up on a full ring nor times out:
+            // only the other side's departure ends its wait.
+            ClaimError::Full | ClaimError::Timeout | ClaimError::Disconnected => {
+                SendError::Disconnected(msg)
+            }
+            ClaimError::TooLarge { len, max } => SendError::TooLarge { msg, len, max },
+            ClaimError::Corrupted(what) => SendError::Corrupted { msg, what },
+        }
+    }
+
+    pub(crate) fn into_try_send<T>(self, msg: T) -> TrySendError<T> {
+        match self {
+            ClaimError::Full => TrySendError::Full(msg),
+            other => other.into_send(msg).into(),
+        }
+    }
+
+    pub(crate) fn into_send_timeout<T>(self, msg: T) -> SendTimeoutError<T> {
+        match self {
+            ClaimError::Timeout => SendTimeoutError::Timeout(msg),
+            other => other.into_send(msg).into(),
+        }
+    }
+}

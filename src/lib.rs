@@ -57,15 +57,10 @@
 compile_error!("shmring supports Linux only (it needs futex, memfd and /proc)");
 
 mod config;
+mod endpoint;
 mod error;
-#[cfg(not(loom))]
-mod header;
-#[cfg(not(loom))]
-mod inspect;
-#[cfg(not(loom))]
-mod peer;
-#[cfg(not(loom))]
-mod segment;
+mod geometry;
+mod shm;
 mod storage;
 mod sync;
 
@@ -77,8 +72,7 @@ pub use error::{
     CommitError, Corruption, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-#[cfg(not(loom))]
-pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};
-#[cfg(not(loom))]
-pub use segment::{MAX_NAME_LEN, unlink, validate_name};
+pub use shm::{
+    EndpointInfo, EndpointState, MAX_NAME_LEN, RingInfo, RingKind, inspect, unlink, validate_name,
+};
 pub use sync::waiter::{WaitStats, WaitStrategy};

@@ -31,7 +31,8 @@ fn last_of_two_senders_gone_receiver_drains_then_disconnected() {
     model(
         "last_of_two_senders_gone_receiver_drains_then_disconnected",
         move || {
-            let (tx, mut rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+            let (tx, mut rx) =
+                mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
             let mut tx2 = tx.clone();
             let sender = thread::spawn(move || {
                 tx2.send(M1).unwrap();
@@ -73,7 +74,8 @@ fn last_of_two_receivers_gone_blocked_sender_disconnected() {
     model(
         "last_of_two_receivers_gone_blocked_sender_disconnected",
         move || {
-            let (mut tx, rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+            let (mut tx, rx) =
+                mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
             let rx2 = rx.clone();
             tx.send(M1).unwrap();
             tx.send(M2).unwrap();
@@ -112,7 +114,8 @@ fn clones_gone_while_others_stay_do_not_disconnect() {
     model(
         "clones_gone_while_others_stay_do_not_disconnect",
         move || {
-            let (mut tx, mut rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+            let (mut tx, mut rx) =
+                mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
             let (tx2, rx2) = (tx.clone(), rx.clone());
             let gone = Arc::new(AtomicBool::new(false));
             let leaver = {

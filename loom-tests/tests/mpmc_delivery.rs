@@ -75,7 +75,8 @@ fn two_senders_one_receiver() {
     let full = Tally::new();
     let counter = full.clone();
     model("two_senders_one_receiver", move || {
-        let (mut tx_a, mut rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+        let (mut tx_a, mut rx) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
         let mut tx_b = tx_a.clone();
         let sender_b = thread::spawn(move || {
             tx_b.send(B1).unwrap();
@@ -111,7 +112,8 @@ fn two_senders_one_receiver() {
 #[test]
 fn two_senders_race_one_receiver() {
     model_bounded("two_senders_race_one_receiver", Some(2), || {
-        let (tx_a, mut rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+        let (tx_a, mut rx) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
         let tx_b = tx_a.clone();
         let senders: Vec<_> = [(tx_a, A1), (tx_b, B1)]
             .into_iter()
@@ -145,7 +147,8 @@ fn one_sender_two_receivers_wrap() {
     let shared = Tally::new();
     let counter = shared.clone();
     model_bounded("one_sender_two_receivers_wrap", Some(2), move || {
-        let (mut tx, mut rx1) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+        let (mut tx, mut rx1) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
         let mut rx2 = rx1.clone();
         let receiver_2 = thread::spawn(move || drain(&mut rx2));
         tx.send(M1).unwrap();

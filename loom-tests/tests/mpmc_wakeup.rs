@@ -24,7 +24,8 @@ fn receiver_asleep_on_empty_ring_is_woken_by_send() {
     model(
         "receiver_asleep_on_empty_ring_is_woken_by_send",
         move || {
-            let (mut tx, mut rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+            let (mut tx, mut rx) =
+                mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
             let sender = thread::spawn(move || {
                 tx.send(M1).unwrap();
                 tx.send(M2).unwrap();
@@ -48,7 +49,8 @@ fn sender_asleep_on_full_ring_is_woken_by_recv() {
     let slept = Tally::new();
     let counter = slept.clone();
     model("sender_asleep_on_full_ring_is_woken_by_recv", move || {
-        let (mut tx, mut rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+        let (mut tx, mut rx) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
         tx.send(M1).unwrap();
         tx.send(M2).unwrap();
         let receiver = thread::spawn(move || {
@@ -75,7 +77,8 @@ fn two_receivers_asleep_are_both_woken() {
     let both_slept = Tally::new();
     let counter = both_slept.clone();
     model_bounded("two_receivers_asleep_are_both_woken", Some(2), move || {
-        let (mut tx, rx1) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+        let (mut tx, rx1) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
         let rx2 = rx1.clone();
         let receivers: Vec<_> = [rx1, rx2]
             .into_iter()

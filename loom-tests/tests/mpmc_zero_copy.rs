@@ -21,7 +21,8 @@ const JUNK: u8 = 0xee;
 #[test]
 fn dropped_grant_is_skipped_and_guard_holds_its_slot() {
     model("dropped_grant_is_skipped_and_guard_holds_its_slot", || {
-        let (mut tx, mut rx) = mpmc::channel(&mpmc_config(WaitStrategy::Block));
+        let (mut tx, mut rx) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
         let sender = thread::spawn(move || {
             let mut g = tx.reserve(16).unwrap();
             assert_eq!(g.len(), 16);

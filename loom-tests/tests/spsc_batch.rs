@@ -19,7 +19,8 @@ const C: &[u8] = &[0xc0, 0xc1, 0xc2, 0xc3];
 #[test]
 fn batch_publish_and_drain_release() {
     model("batch_publish_and_drain_release", || {
-        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
         let producer = thread::spawn(move || {
             let mut batch = tx.batch();
             for m in [A, B, C] {

@@ -20,7 +20,8 @@ fn producer_closes_while_consumer_sleeps() {
     let slept = Tally::new();
     let counter = slept.clone();
     model("producer_closes_while_consumer_sleeps", move || {
-        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
         let producer = thread::spawn(move || {
             tx.send(M1).unwrap();
             tx.close();
@@ -48,7 +49,8 @@ fn consumer_closes_while_producer_sleeps() {
     let slept = Tally::new();
     let counter = slept.clone();
     model("consumer_closes_while_producer_sleeps", move || {
-        let (mut tx, rx) = spsc::channel(&config(WaitStrategy::Block));
+        let (mut tx, rx) =
+            spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
         tx.send(M1).unwrap();
         tx.send(M2).unwrap();
         let consumer = thread::spawn(move || drop(rx));
@@ -74,7 +76,8 @@ fn consumer_closes_while_producer_sleeps() {
 fn consumer_closes_after_making_room() {
     const M4: &[u8] = &[0x41];
     model("consumer_closes_after_making_room", || {
-        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
         tx.send(M1).unwrap();
         tx.send(M2).unwrap();
         let consumer = thread::spawn(move || {

@@ -13,7 +13,8 @@ use shmring::{RecvError, WaitStrategy, spsc};
 /// Sends `msgs` from a second thread and receives them on this one, checking each payload and
 /// the order, then end of stream once the producer is gone.
 fn send_all_receive_in_order(msgs: &'static [&'static [u8]]) {
-    let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Adaptive));
+    let (mut tx, mut rx) =
+        spsc::channel(&config(WaitStrategy::Adaptive)).expect("a valid configuration");
     let producer = thread::spawn(move || {
         for m in msgs {
             tx.send(m).unwrap();

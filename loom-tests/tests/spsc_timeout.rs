@@ -40,7 +40,8 @@ fn recv_timeout_loses_nothing() {
     let seen = Outcomes::default();
     let record = seen.clone();
     model("recv_timeout_loses_nothing", move || {
-        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
         let producer = thread::spawn(move || {
             tx.send(M1).unwrap();
         });
@@ -78,7 +79,8 @@ fn send_timeout_loses_nothing() {
     let seen = Outcomes::default();
     let record = seen.clone();
     model("send_timeout_loses_nothing", move || {
-        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
         tx.send(M1).unwrap();
         tx.send(M2).unwrap();
         let consumer = thread::spawn(move || {

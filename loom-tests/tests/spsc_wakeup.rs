@@ -25,7 +25,8 @@ fn consumer_asleep_on_empty_ring_is_woken_by_send() {
     model(
         "consumer_asleep_on_empty_ring_is_woken_by_send",
         move || {
-            let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+            let (mut tx, mut rx) =
+                spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
             let producer = thread::spawn(move || {
                 tx.send(M1).unwrap();
                 tx.send(M2).unwrap();
@@ -52,7 +53,8 @@ fn producer_asleep_on_full_ring_is_woken_by_release() {
     model(
         "producer_asleep_on_full_ring_is_woken_by_release",
         move || {
-            let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Block));
+            let (mut tx, mut rx) =
+                spsc::channel(&config(WaitStrategy::Block)).expect("a valid configuration");
             tx.send(M1).unwrap();
             tx.send(M2).unwrap();
             let consumer = thread::spawn(move || {

@@ -20,7 +20,8 @@ const JUNK: u8 = 0xee;
 #[test]
 fn reserve_commit_and_borrow_release() {
     model("reserve_commit_and_borrow_release", || {
-        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Adaptive));
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Adaptive)).expect("a valid configuration");
         let producer = thread::spawn(move || {
             {
                 let mut g = tx.reserve(8).unwrap();
@@ -62,7 +63,8 @@ fn reserve_commit_and_borrow_release() {
 #[test]
 fn refused_commit_publishes_nothing() {
     model("refused_commit_publishes_nothing", || {
-        let (mut tx, mut rx) = spsc::channel(&config(WaitStrategy::Adaptive));
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Adaptive)).expect("a valid configuration");
         let producer = thread::spawn(move || {
             let mut g = tx.reserve(4).unwrap();
             g.fill(JUNK);

@@ -8,8 +8,32 @@
 
 pub(crate) mod barrier;
 pub(crate) mod futex;
+pub(crate) mod heap;
 pub(crate) mod region;
+pub(crate) mod time;
 pub(crate) mod waiter;
+
+pub(crate) use time::{Deadline, Throttle};
+
+/// Whether this build is a loom model-checking build (`--cfg loom`). Shared-memory rings
+/// refuse to be created in one: loom's atomics cannot live in a mapping.
+pub(crate) const MODEL_CHECKING: bool = cfg!(loom);
+
+/// Atomics for words in memory that other processes write and that no loom model covers
+/// (the header page and its endpoint table): always the real ones, whose layout is the plain
+/// integer's, so that they can be placed in a mapping in every build.
+pub(crate) mod shared {
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+}
+
+/// The mutant switches of `loom-tests/mutants.sh`: each returns the weakened ordering when
+/// the build was made with `--cfg shmring_mutant="NAME"` for its mutant, and the correct one
+/// otherwise (a constant either way, so a normal build pays nothing). A call site names its
+/// mutant in one line: `weaken(cfg!(shmring_mutant = "relaxed_tail"), Ordering::Release)`.
+#[inline(always)]
+pub(crate) const fn weaken(mutant: bool, correct: Ordering) -> Ordering {
+    if mutant { Ordering::Relaxed } else { correct }
+}
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -32,70 +56,4 @@ pub(crate) fn spin_hint() {
 #[inline]
 pub(crate) fn spin_rounds() -> u32 {
     if cfg!(loom) { 0 } else { 12 }
-}
-
-pub(crate) use time::Deadline;
-
-#[cfg(not(loom))]
-mod time {
-    use std::time::{Duration, Instant};
-
-    /// When a timed operation gives up. `None` waits forever.
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) struct Deadline(Option<Instant>);
-
-    impl Deadline {
-        pub(crate) fn never() -> Self {
-            Deadline(None)
-        }
-
-        pub(crate) fn after(timeout: Duration) -> Self {
-            // A timeout too large to represent is the same as no timeout.
-            Deadline(Instant::now().checked_add(timeout))
-        }
-
-        /// Time left, `None` for no deadline; zero once it has passed.
-        pub(crate) fn remaining(&self) -> Option<Duration> {
-            self.0
-                .map(|at| at.saturating_duration_since(Instant::now()))
-        }
-
-        pub(crate) fn expired(&self) -> bool {
-            self.remaining() == Some(Duration::ZERO)
-        }
-    }
-}
-
-#[cfg(loom)]
-mod time {
-    use std::time::Duration;
-
-    /// loom has no clock. A finite deadline is modelled as one that passes during the first
-    /// timed sleep: the futex model returns from a timed wait at once, and the waiter then sees
-    /// the deadline as expired. That explores exactly the interleavings in which a timeout
-    /// races with a wake-up.
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) struct Deadline(bool);
-
-    impl Deadline {
-        pub(crate) fn never() -> Self {
-            Deadline(false)
-        }
-
-        pub(crate) fn after(_timeout: Duration) -> Self {
-            Deadline(true)
-        }
-
-        pub(crate) fn remaining(&self) -> Option<Duration> {
-            if self.0 {
-                Some(Duration::from_nanos(1))
-            } else {
-                None
-            }
-        }
-
-        pub(crate) fn expired(&self) -> bool {
-            self.0
-        }
-    }
 }

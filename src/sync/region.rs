@@ -18,29 +18,41 @@ const WORD: usize = 8;
 pub(crate) struct Region {
     ptr: NonNull<u8>,
     len: usize,
+    /// One loom cell per word (heap regions under loom); `None` for shared mappings, which
+    /// loom models never use.
     #[cfg(loom)]
-    cells: NonNull<loom::cell::UnsafeCell<()>>,
+    cells: Option<NonNull<loom::cell::UnsafeCell<()>>>,
 }
 
 impl Region {
     /// # Safety
     /// `ptr..ptr+len` must be valid for reads and writes for as long as the `Region` (or any
     /// copy) is used, and be 8-byte aligned.
-    #[cfg(not(loom))]
     pub(crate) unsafe fn new(ptr: NonNull<u8>, len: usize) -> Self {
-        Region { ptr, len }
+        Region {
+            ptr,
+            len,
+            #[cfg(loom)]
+            cells: None,
+        }
     }
 
+    /// A region whose accesses loom tracks.
+    ///
     /// # Safety
-    /// As the normal constructor; `cells` must point to `len.div_ceil(8)` cells that live as
-    /// long as the region.
+    /// As [`Region::new`]; `cells` must point to `len.div_ceil(8)` cells that live as long
+    /// as the region.
     #[cfg(loom)]
-    pub(crate) unsafe fn new(
+    pub(crate) unsafe fn tracked(
         ptr: NonNull<u8>,
         len: usize,
         cells: NonNull<loom::cell::UnsafeCell<()>>,
     ) -> Self {
-        Region { ptr, len, cells }
+        Region {
+            ptr,
+            len,
+            cells: Some(cells),
+        }
     }
 
     /// Whether `off..off+len` lies inside the region. Every offset derived from memory a peer
@@ -108,9 +120,11 @@ impl Region {
     #[inline]
     pub(crate) fn track_read(&self, _off: usize, _len: usize) {
         #[cfg(loom)]
-        for i in self.words(_off, _len) {
-            // SAFETY: `words` yields indices below len.div_ceil(8), the cell count.
-            unsafe { (*self.cells.as_ptr().add(i)).with(|_| ()) }
+        if let Some(cells) = self.cells {
+            for i in self.words(_off, _len) {
+                // SAFETY: `words` yields indices below len.div_ceil(8), the cell count.
+                unsafe { (*cells.as_ptr().add(i)).with(|_| ()) }
+            }
         }
     }
 
@@ -118,9 +132,11 @@ impl Region {
     #[inline]
     pub(crate) fn track_write(&self, _off: usize, _len: usize) {
         #[cfg(loom)]
-        for i in self.words(_off, _len) {
-            // SAFETY: `words` yields indices below len.div_ceil(8), the cell count.
-            unsafe { (*self.cells.as_ptr().add(i)).with_mut(|_| ()) }
+        if let Some(cells) = self.cells {
+            for i in self.words(_off, _len) {
+                // SAFETY: `words` yields indices below len.div_ceil(8), the cell count.
+                unsafe { (*cells.as_ptr().add(i)).with_mut(|_| ()) }
+            }
         }
     }
 
@@ -128,38 +144,6 @@ impl Region {
     fn words(&self, off: usize, len: usize) -> std::ops::Range<usize> {
         let end = (off + len).min(self.len);
         (off / WORD)..end.div_ceil(WORD)
-    }
-}
-
-/// Zeroed heap memory for the data region of an in-process ring, aligned as a shared mapping's
-/// data region is (128 bytes, the pair of cache lines that the adjacent-line prefetcher moves
-/// together), so that heap and shared rings lay out their records alike. Without it, a ring's
-/// cache-line pairs depend on where the allocator put the buffer, and throughput between two
-/// threads changes several-fold from one ring to the next.
-pub(crate) struct HeapBytes(Box<[Chunk]>);
-
-#[repr(C, align(128))]
-struct Chunk(std::cell::UnsafeCell<[u64; 16]>);
-
-impl HeapBytes {
-    /// At least `len` zeroed bytes.
-    pub(crate) fn zeroed(len: usize) -> HeapBytes {
-        HeapBytes(
-            (0..len.div_ceil(128))
-                .map(|_| Chunk(std::cell::UnsafeCell::new([0; 16])))
-                .collect(),
-        )
-    }
-
-    /// The first byte. The bytes may be written through it (they are inside `UnsafeCell`s)
-    /// for as long as `self` lives and is not moved out of its box.
-    pub(crate) fn ptr(&self) -> NonNull<u8> {
-        NonNull::from(&*self.0).cast::<u8>()
-    }
-
-    /// Number of bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.0.len() * 128
     }
 }
 

@@ -1,8 +1,11 @@
 //! Read-only inspection of a named ring: its geometry and who is attached, without attaching.
 
+use super::endpoints::{EP_ATTACHED, EP_CLAIMING, EP_CLOSED, EP_TAKING};
+use super::layout::Header;
+use super::peer::{Liveness, ProcessId};
 use crate::error::OpenError;
-use crate::header::{self, Header, Kind};
-use crate::peer::{Liveness, ProcessId};
+use crate::geometry::{Kind, MpmcRules, SpscRules};
+use crate::storage::{ROLE_CONSUMER, ROLE_PRODUCER};
 
 /// The kind of a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,13 +84,12 @@ pub struct RingInfo {
 pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
     // Validates with the rules of the kind the header names; an unknown kind is refused
     // by the SPSC rules with `WrongKind`.
-    let (seg, g) = match crate::storage::open_shm::<crate::spsc::SpscRules>(name) {
-        Err(OpenError::WrongKind { .. }) => {
-            crate::storage::open_shm::<crate::mpmc::MpmcRules>(name)?
-        }
+    let mapped = match super::open::<SpscRules>(name) {
+        Err(OpenError::WrongKind { .. }) => super::open::<MpmcRules>(name)?,
         r => r?,
     };
-    let h = Header::of(&seg);
+    let g = mapped.geometry;
+    let h = Header::of(&mapped.seg);
     let kind = match h.raw_kind() {
         Some(Kind::Mpmc) => RingKind::Mpmc,
         _ => RingKind::Spsc,
@@ -98,23 +100,23 @@ pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
             break;
         };
         let state = match state {
-            header::EP_CLAIMING => EndpointState::Attaching,
-            header::EP_TAKING => match (ProcessId { pid, start_time }).liveness() {
+            EP_CLAIMING => EndpointState::Attaching,
+            EP_TAKING => match (ProcessId { pid, start_time }).liveness() {
                 Liveness::Alive => EndpointState::Attaching,
                 Liveness::Dead => EndpointState::Dead,
             },
-            header::EP_ATTACHED => match (ProcessId { pid, start_time }).liveness() {
+            EP_ATTACHED => match (ProcessId { pid, start_time }).liveness() {
                 Liveness::Alive => EndpointState::Attached,
                 Liveness::Dead => EndpointState::Dead,
             },
-            header::EP_CLOSED => EndpointState::Closed,
+            EP_CLOSED => EndpointState::Closed,
             _ => continue,
         };
         let role = match (kind, role) {
-            (RingKind::Spsc, header::ROLE_PRODUCER) => "producer",
-            (RingKind::Spsc, header::ROLE_CONSUMER) => "consumer",
-            (RingKind::Mpmc, header::ROLE_PRODUCER) => "sender",
-            (RingKind::Mpmc, header::ROLE_CONSUMER) => "receiver",
+            (RingKind::Spsc, ROLE_PRODUCER) => "producer",
+            (RingKind::Spsc, ROLE_CONSUMER) => "consumer",
+            (RingKind::Mpmc, ROLE_PRODUCER) => "sender",
+            (RingKind::Mpmc, ROLE_CONSUMER) => "receiver",
             _ => "unknown",
         };
         endpoints.push(EndpointInfo {
@@ -129,7 +131,7 @@ pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
         capacity: g.capacity,
         slot_size: g.slot_size,
         max_message: g.max_message,
-        object_len: seg.len(),
+        object_len: mapped.seg.len(),
         registry_len: g.endpoint_count,
         endpoints,
     })

@@ -1,0 +1,88 @@
+//! What every ring handle keeps about itself, whatever the ring kind: the liveness throttle,
+//! the fork guard, the poisoned state, and the wait strategy and statistics.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use crate::error::Corruption;
+use crate::storage::Storage;
+use crate::sync::Throttle;
+use crate::sync::waiter::{WaitStats, WaitStrategy};
+
+/// State shared by the handles of both ring kinds (one per handle).
+#[derive(Debug)]
+pub(crate) struct EndpointState {
+    /// Rate limit of the peer checks made by blocked and non-blocking calls.
+    pub(crate) throttle: Throttle,
+    /// Rate limit of `is_disconnected`, which takes `&self` (handles are not `Sync`).
+    probe: Cell<Throttle>,
+    /// The process that attached this handle; a copy inherited by a forked child is not
+    /// that endpoint and must not close it.
+    owner_pid: u32,
+    /// Set once corruption was found; every later call reports it.
+    pub(crate) broken: Option<Corruption>,
+    /// Set by the first close.
+    closed: bool,
+    /// How blocked calls wait.
+    pub(crate) strategy: WaitStrategy,
+    /// How often this handle had to wait and sleep.
+    pub(crate) stats: WaitStats,
+}
+
+impl EndpointState {
+    /// The state of a handle attached now, in this process; `interval` is the shortest time
+    /// between two looks at the peers' liveness.
+    pub(crate) fn new(strategy: WaitStrategy, interval: Duration) -> EndpointState {
+        EndpointState {
+            throttle: Throttle::new(interval),
+            probe: Cell::new(Throttle::new(interval)),
+            owner_pid: std::process::id(),
+            broken: None,
+            closed: false,
+            strategy,
+            stats: WaitStats::default(),
+        }
+    }
+
+    /// The same state, already broken by `c` (corruption found while attaching).
+    pub(crate) fn with_broken(mut self, c: Option<Corruption>) -> EndpointState {
+        self.broken = c;
+        self
+    }
+
+    /// Records corruption found in the ring: this handle reports it from now on, and the
+    /// ring is poisoned for later openers.
+    #[cold]
+    pub(crate) fn corrupt(&mut self, storage: &Storage, c: Corruption) -> Corruption {
+        self.broken = Some(c);
+        storage.poison();
+        c
+    }
+
+    /// Whether the owner of endpoint `slot` is known to be gone; looks (throttled) only for
+    /// shared rings.
+    pub(crate) fn peer_gone(&mut self, storage: &Storage, slot: usize) -> bool {
+        storage.is_shared() && self.throttle.due() && storage.endpoint_gone(slot)
+    }
+
+    /// Whether `is_disconnected` may look at the peers' processes now (throttled
+    /// separately from the blocked calls, through `&self`).
+    pub(crate) fn probe_due(&self) -> bool {
+        let mut t = self.probe.get();
+        let due = t.due();
+        self.probe.set(t);
+        due
+    }
+
+    /// Called by every close: whether this is the first close of an endpoint that this
+    /// process attached, which must then tell its peers. A copy inherited by a forked child
+    /// is not the endpoint (the parent still uses it): dropping it only unmaps the ring, as
+    /// closing an unused pipe end in a child must not end the parent's stream.
+    pub(crate) fn begin_close(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.closed = true;
+        std::process::id() == self.owner_pid
+    }
+}

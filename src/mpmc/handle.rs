@@ -1,0 +1,190 @@
+//! What a sender and a receiver share: the ring view, the registry entry and claim record,
+//! and the endpoint state; closing an endpoint; the internal claim errors.
+
+use std::ptr::NonNull;
+
+use super::recovery::{PEER_CHECK_INTERVAL, attach, close_side_if_last, side_gone};
+use super::ring::{ATTACH, CLOSED, Ring, Role};
+use crate::config::Config;
+use crate::endpoint::EndpointState;
+use crate::error::{ClaimError, Corruption, OpenError};
+use crate::shm::Mapped;
+use crate::sync::waiter::WaitStrategy;
+use crate::sync::{AtomicU64, Ordering};
+
+/// What sender and receiver handles share: the ring, the registry entry, the error state.
+#[derive(Debug)]
+pub(super) struct Handle {
+    pub(super) ring: Ring,
+    pub(super) role: Role,
+    /// Registry entry (shared rings).
+    pub(super) entry: Option<usize>,
+    /// This endpoint's claim record (shared rings).
+    pub(super) record: Option<NonNull<AtomicU64>>,
+    /// Liveness throttles, fork guard, corruption, wait strategy and statistics.
+    pub(super) ep: EndpointState,
+}
+
+impl Handle {
+    /// Creates a shared ring whose first endpoint (registry entry 0) is this one.
+    pub(super) fn create(
+        name: Option<&str>,
+        config: &Config,
+        role: Role,
+    ) -> Result<Handle, OpenError> {
+        let ring = super::ring::create(name, config, role)?;
+        Ok(Handle::new(ring, role, Some(0), config.wait_strategy))
+    }
+
+    /// Attaches a new endpoint of `role` to an opened shared ring.
+    pub(super) fn attach(m: Mapped, role: Role) -> Result<Handle, OpenError> {
+        attach(super::ring::in_shm(&m), role, WaitStrategy::default())
+    }
+
+    pub(super) fn new(
+        ring: Ring,
+        role: Role,
+        entry: Option<usize>,
+        strategy: WaitStrategy,
+    ) -> Handle {
+        let record = entry.and_then(|e| ring.claim_line(e)).map(NonNull::from);
+        Handle {
+            ring,
+            role,
+            entry,
+            record,
+            ep: EndpointState::new(strategy, PEER_CHECK_INTERVAL),
+        }
+    }
+
+    /// A new endpoint of the same side of the same ring.
+    pub(super) fn try_clone(&self) -> Result<Handle, crate::OpenError> {
+        if self.entry.is_some() {
+            return attach(self.ring.clone(), self.role, self.ep.strategy);
+        }
+        // Heap ring: count one more live handle (the side cannot be closed: we are in it).
+        self.role
+            .side(self.ring.ctrl())
+            .fetch_add(ATTACH, Ordering::Relaxed);
+        Ok(Handle::new(
+            self.ring.clone(),
+            self.role,
+            None,
+            self.ep.strategy,
+        ))
+    }
+
+    /// Records that this endpoint is about to claim `pos` (see "Crash recovery").
+    #[inline]
+    pub(super) fn record(&self, pos: u64, tag: u64) {
+        if let Some(rec) = self.record {
+            // SAFETY: the claim line lies in the mapping that `ring.storage` keeps alive.
+            let rec = unsafe { rec.as_ref() };
+            // SYNC POINT: Release pairs with the Acquire load in `claimer_alive`; the
+            // compare-exchange that follows is Release too, so the record is visible to
+            // whoever sees the claim.
+            rec.store((pos << 2) | tag, Ordering::Release);
+        }
+    }
+
+    /// Clears the claim record after a call that claimed nothing.
+    #[cold]
+    pub(super) fn clear_record(&self) {
+        if let Some(rec) = self.record {
+            // SAFETY: as in `record`.
+            unsafe { rec.as_ref() }.store(0, Ordering::Release);
+        }
+    }
+
+    #[cold]
+    pub(super) fn corrupt(&mut self, c: Corruption) -> Corruption {
+        self.ep.corrupt(&self.ring.storage, c)
+    }
+
+    /// Whether the other side has closed for good (or was found dead).
+    #[inline]
+    pub(super) fn peers_closed(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release that closed the side.
+        self.role
+            .other()
+            .side(self.ring.ctrl())
+            .load(Ordering::Acquire)
+            & CLOSED
+            != 0
+    }
+
+    /// Whether the other side has closed for good or, for shared rings, every endpoint of
+    /// it died: then they are reaped, which closes the side. The processes are looked up at
+    /// most once per `PEER_CHECK_INTERVAL` per handle, and the look-up stops at the first
+    /// live endpoint of the other side (usually one `/proc` read).
+    pub(super) fn peers_gone(&self) -> bool {
+        if self.peers_closed() {
+            return true;
+        }
+        self.ring.claims.is_some()
+            && self.ep.probe_due()
+            && side_gone(&self.ring, self.role.other())
+    }
+
+    pub(super) fn close(&mut self) {
+        if !self.ep.begin_close() {
+            // Closed already, or an inherited copy in a forked child: the endpoint (its
+            // registry entry and claim record) belongs to the parent. Only unmap.
+            return;
+        }
+        self.clear_record();
+        if let (Some(entry), Some(h)) = (self.entry, self.ring.registry()) {
+            h.detach(entry);
+            close_side_if_last(&self.ring, self.role);
+            return;
+        }
+        // Heap ring: one live handle fewer; the last one closes the side.
+        let ctrl = self.ring.ctrl();
+        let side = self.role.side(ctrl);
+        let mut w = side.load(Ordering::Relaxed);
+        loop {
+            let last = if cfg!(shmring_mutant = "mpmc_close_off_by_one") {
+                2
+            } else {
+                1
+            };
+            let new = if w >> 1 <= last { CLOSED } else { w - ATTACH };
+            // SYNC POINT: Release pairs with the Acquire loads of the side word by the other
+            // side: our last publish or release happens before the side reads as closed.
+            match side.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    if new == CLOSED {
+                        self.role.peers_wait(ctrl).notify_closed();
+                    }
+                    return;
+                }
+                Err(cur) => w = cur,
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Why a slot could not be claimed right now.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum NoSlot {
+    /// Full (sender) or empty (receiver).
+    Busy,
+    Disconnected,
+    Corrupted(Corruption),
+}
+
+impl From<NoSlot> for ClaimError {
+    fn from(e: NoSlot) -> ClaimError {
+        match e {
+            NoSlot::Busy => ClaimError::Full,
+            NoSlot::Disconnected => ClaimError::Disconnected,
+            NoSlot::Corrupted(c) => ClaimError::Corrupted(c),
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! The receiving end of an MPMC ring: claims the message at `head`, lends it out in place,
+//! releases the slot to the next lap's sender; waits while the ring is empty.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use super::guards::{Iter, Message};
+use super::handle::{Handle, NoSlot};
+use super::recovery::check_peers;
+use super::ring::{MAX_INDEX, Role, SKIP, TAG_RECV};
+use crate::config::Config;
+use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::geometry::MpmcRules;
+use crate::shm;
+use crate::sync::waiter::{Poll, WaitStats, WaitStrategy};
+use crate::sync::{Deadline, Ordering, weaken};
+
+/// A claimed message: its position and validated length.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Taken {
+    pos: u64,
+    len: usize,
+}
+
+/// The receiving end of an MPMC ring.
+///
+/// `Clone` (each clone is a new endpoint, with its own registry entry), `Send`, not `Sync`:
+/// methods take `&mut self` because an endpoint holds at most one message at a time.
+pub struct Receiver {
+    pub(super) h: Handle,
+}
+
+// SAFETY: as for `Sender`.
+unsafe impl Send for Receiver {}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("slots", &self.h.ring.slots)
+            .field("max_message", &self.h.ring.max_message)
+            .field("entry", &self.h.entry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Receiver {
+    /// A new receiver endpoint of the same ring.
+    ///
+    /// # Panics
+    /// If the ring's endpoint registry is full (use [`Receiver::try_clone`] to handle that).
+    fn clone(&self) -> Receiver {
+        self.try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone mpmc::Receiver: {e}"))
+    }
+}
+
+impl Receiver {
+    /// A new receiver endpoint of the same ring, with its own registry entry.
+    ///
+    /// # Errors
+    /// [`OpenError::RegistryFull`](crate::OpenError::RegistryFull) when every registry
+    /// entry is taken by a live endpoint.
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let mut rx2 = rx.try_clone()?;
+    /// drop(rx);
+    /// tx.send(b"still read")?;
+    /// assert_eq!(&*rx2.recv()?, b"still read");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Receiver, crate::OpenError> {
+        Ok(Receiver {
+            h: self.h.try_clone()?,
+        })
+    }
+
+    /// Creates a named MPMC ring (exclusively) and returns a receiver of it.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    ///
+    /// ```
+    /// use shmring::{mpmc, Config};
+    /// let name = format!("/shmring-doc-mpmc-rcreate-{}", std::process::id());
+    /// let rx = mpmc::Receiver::create(&name, Config::default())?;
+    /// assert!(matches!(
+    ///     mpmc::Receiver::create(&name, Config::default()),
+    ///     Err(shmring::OpenError::AlreadyExists(_))
+    /// ));
+    /// shmring::unlink(&name)?;
+    /// # drop(rx);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn create(
+        name: &str,
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Receiver, OpenError> {
+        Ok(Receiver {
+            h: Handle::create(Some(name), config.borrow(), Role::Receiver)?,
+        })
+    }
+
+    /// Creates an anonymous MPMC ring on a sealed memfd and returns a receiver of it.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    ///
+    /// ```
+    /// let rx = shmring::mpmc::Receiver::create_anonymous(shmring::Config::default())?;
+    /// assert!(rx.fd().is_some());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn create_anonymous(
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Receiver, OpenError> {
+        Ok(Receiver {
+            h: Handle::create(None, config.borrow(), Role::Receiver)?,
+        })
+    }
+
+    /// Attaches a new receiver to an existing named MPMC ring.
+    ///
+    /// # Errors
+    /// As [`Sender::open`] (`EndpointClosed` if every receiver that was attached is gone).
+    ///
+    /// ```
+    /// let missing = format!("/shmring-doc-mpmc-missing-{}", std::process::id());
+    /// match shmring::mpmc::Receiver::open(&missing) {
+    ///     Err(shmring::OpenError::NotFound(name)) => assert_eq!(name, missing),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// ```
+    pub fn open(name: &str) -> Result<Receiver, OpenError> {
+        Ok(Receiver {
+            h: Handle::attach(shm::open::<MpmcRules>(name)?, Role::Receiver)?,
+        })
+    }
+
+    /// Attaches a new receiver to a ring given by a file descriptor.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    ///
+    /// ```
+    /// let mut tx = shmring::mpmc::Sender::create_anonymous(shmring::Config::default())?;
+    /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let mut rx = shmring::mpmc::Receiver::from_fd(fd)?;
+    /// tx.send(b"x")?;
+    /// assert_eq!(&*rx.recv()?, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Receiver, OpenError> {
+        Ok(Receiver {
+            h: Handle::attach(shm::open_fd::<MpmcRules>(fd)?, Role::Receiver)?,
+        })
+    }
+
+    /// The file descriptor of the shared-memory object (`None` for heap rings).
+    ///
+    /// ```
+    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// assert!(rx.fd().is_none());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.h.ring.storage.fd()
+    }
+
+    /// Number of slots.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::Config::default().slots(4))?;
+    /// assert_eq!(rx.capacity(), 4);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.h.ring.slots as usize
+    }
+
+    /// Largest message this ring accepts, in bytes.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::Config::default().max_message(100))?;
+    /// assert_eq!(rx.max_message(), 100);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn max_message(&self) -> usize {
+        self.h.ring.max_message as usize
+    }
+
+    /// How blocked calls wait.
+    ///
+    /// ```
+    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// rx.set_wait_strategy(shmring::WaitStrategy::Spin);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.h.ep.strategy = strategy;
+    }
+
+    /// How often this handle had to wait and sleep so far.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let _ = rx.recv_timeout(Duration::from_millis(1));
+    /// assert_eq!(rx.wait_stats().waits, 1);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn wait_stats(&self) -> WaitStats {
+        self.h.ep.stats
+    }
+
+    /// Whether every sender has gone (closed, or died). Messages may still be waiting.
+    ///
+    /// For a shared ring this also looks whether the senders' processes are still there (at
+    /// most once per 50 ms per handle), so it notices senders killed without closing even if
+    /// this receiver never blocks; dead ones are reaped, as a blocked call would.
+    ///
+    /// ```
+    /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// drop(tx);
+    /// assert!(rx.is_disconnected());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn is_disconnected(&self) -> bool {
+        self.h.peers_gone()
+    }
+
+    /// The common case of [`try_take`](Receiver::try_take), small enough to inline into the
+    /// caller: the slot at `head` holds a message and the compare-exchange wins. `None`
+    /// means "ask `try_take`", which handles everything else (empty, skip marks, lost
+    /// races, corruption) and clears or rewrites the claim record this may leave behind.
+    #[inline(always)]
+    pub(super) fn take_fast(&mut self) -> Option<Taken> {
+        if self.h.ep.broken.is_some() {
+            return None;
+        }
+        let ring = &self.h.ring;
+        let ctrl = ring.ctrl();
+        // SYNC POINT: Acquire, as in `try_take`.
+        let h = ctrl.head.head.load(Ordering::Acquire);
+        if h >= MAX_INDEX {
+            return None;
+        }
+        let meta = ring.meta(h);
+        // SYNC POINT: Acquire pairs with the sender's Release store of `seq` in
+        // `Sender::publish`: the length and payload are visible.
+        let order = weaken(
+            cfg!(shmring_mutant = "mpmc_relaxed_take"),
+            Ordering::Acquire,
+        );
+        let s = meta.seq.load(order);
+        if s != h + 1 {
+            return None;
+        }
+        self.h.record(h, TAG_RECV);
+        // Release: the claim record is visible to whoever sees the new head.
+        if ctrl
+            .head
+            .head
+            .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let len = meta.len.load(Ordering::Relaxed);
+        if u64::from(len) > ring.max_message {
+            self.bad_length(h, len);
+            return None;
+        }
+        Some(Taken {
+            pos: h,
+            len: len as usize,
+        })
+    }
+
+    /// We claimed `pos` but its length is out of range: let the ring go on without us and
+    /// remember the corruption (every later call reports it).
+    #[cold]
+    pub(super) fn bad_length(&mut self, pos: u64, len: u32) -> Corruption {
+        self.release(pos);
+        self.h.corrupt(Corruption::new(
+            "message length out of range",
+            u64::from(len),
+        ))
+    }
+
+    /// Tries to claim the message at `head`, without waiting.
+    pub(super) fn try_take(&mut self) -> Result<Taken, NoSlot> {
+        if let Some(c) = self.h.ep.broken {
+            return Err(NoSlot::Corrupted(c));
+        }
+        let cap = self.h.ring.slots;
+        let mut recorded = false;
+        // SYNC POINT: every load of `head` here (and the failure ordering of the
+        // compare-exchange) is Acquire, pairing with the receivers' AcqRel compare-exchanges:
+        // the receiver that claimed `h - slots` loaded `seq == h - slots + 1` before moving
+        // `head` on, so whoever sees `head == h` sees that `seq` or a later one, never an
+        // older value that would read as out of range (corruption).
+        let mut h = self.h.ring.ctrl().head.head.load(Ordering::Acquire);
+        let bad = loop {
+            if h >= MAX_INDEX {
+                // No ring ever gets there (2^62 messages): a peer wrote it.
+                if recorded {
+                    self.h.clear_record();
+                }
+                break h;
+            }
+            let ring = &self.h.ring;
+            let ctrl = ring.ctrl();
+            let meta = ring.meta(h);
+            // SYNC POINT: Acquire pairs with the sender's Release store of `seq` in
+            // `Sender::publish` (or a skip mark): the length and payload are visible.
+            let order = weaken(
+                cfg!(shmring_mutant = "mpmc_relaxed_take"),
+                Ordering::Acquire,
+            );
+            let s = meta.seq.load(order);
+            let sm = s & !SKIP;
+            if sm == h + 1 {
+                self.h.record(h, TAG_RECV);
+                recorded = true;
+                // Release: the claim record is visible to whoever sees the new head.
+                if let Err(cur) = ctrl.head.head.compare_exchange_weak(
+                    h,
+                    h + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    h = cur;
+                    continue;
+                }
+                if s & SKIP != 0 {
+                    // Nothing in it: release it and look further.
+                    self.release(h);
+                    h = ctrl.head.head.load(Ordering::Acquire);
+                    continue;
+                }
+                let len = meta.len.load(Ordering::Relaxed);
+                if u64::from(len) > ring.max_message {
+                    return Err(NoSlot::Corrupted(self.bad_length(h, len)));
+                }
+                return Ok(Taken {
+                    pos: h,
+                    len: len as usize,
+                });
+            }
+            let slack = if cfg!(shmring_mutant = "mpmc_empty_off_by_one") {
+                1
+            } else {
+                0
+            };
+            let empty = sm <= h && sm + cap > h + slack;
+            if empty {
+                // Not published yet at this lap (or the previous lap's receiver still holds
+                // the slot): empty, unless `head` moved meanwhile.
+                let now = ctrl.head.head.load(Ordering::Acquire);
+                if now != h {
+                    h = now;
+                    continue;
+                }
+                if recorded {
+                    self.h.clear_record();
+                }
+                return Err(NoSlot::Busy);
+            }
+            if sm > h + 1 {
+                // Another receiver took `h` already; its `head` store happened before the
+                // `seq` we saw, so a reload shows a newer head.
+                let now = ctrl.head.head.load(Ordering::Acquire);
+                if now != h {
+                    h = now;
+                    continue;
+                }
+            }
+            break s;
+        };
+        Err(NoSlot::Corrupted(self.h.corrupt(Corruption::new(
+            "slot sequence out of range for the head",
+            bad,
+        ))))
+    }
+
+    /// `try_take`, plus end-of-stream detection when the ring is empty.
+    pub(super) fn poll_msg(&mut self) -> Poll<Result<Taken, RecvError>> {
+        match self.try_take() {
+            Ok(t) => return Poll::Ready(Ok(t)),
+            Err(NoSlot::Corrupted(c)) => return Poll::Ready(Err(RecvError::Corrupted(c))),
+            Err(_) => {}
+        }
+        if !self.h.peers_closed() {
+            return Poll::Pending;
+        }
+        // Every sender is gone, after its last publish: look again, and skip positions that a
+        // departed sender claimed but never published.
+        loop {
+            match self.try_take() {
+                Ok(t) => return Poll::Ready(Ok(t)),
+                Err(NoSlot::Corrupted(c)) => return Poll::Ready(Err(RecvError::Corrupted(c))),
+                Err(_) => {}
+            }
+            let ring = &self.h.ring;
+            let ctrl = ring.ctrl();
+            // SYNC POINT: Acquire pairs with the senders' Release compare-exchanges of `tail`.
+            let h = ctrl.head.head.load(Ordering::Acquire);
+            let t = ctrl.tail.tail.load(Ordering::Acquire);
+            if t == h {
+                return Poll::Ready(Err(RecvError::Disconnected));
+            }
+            if t < h {
+                let c = self.h.corrupt(Corruption::new("tail behind head", t));
+                return Poll::Ready(Err(RecvError::Corrupted(c)));
+            }
+            // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
+            match ring.meta(h).seq.compare_exchange(
+                h,
+                (h + 1) | SKIP,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => ring.ctrl().wait.readable.notify(),
+                Err(cur) if cur & !SKIP <= h && ctrl.head.head.load(Ordering::Acquire) == h => {
+                    // Claimed (t > h) yet neither published nor free for its sender.
+                    let c = self.h.corrupt(Corruption::new(
+                        "slot sequence out of range for the head",
+                        cur,
+                    ));
+                    return Poll::Ready(Err(RecvError::Corrupted(c)));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Releases position `pos` to the senders of the next lap.
+    #[inline]
+    pub(super) fn release(&self, pos: u64) {
+        let ring = &self.h.ring;
+        // SYNC POINT: Release pairs with the senders' Acquire load of `seq` in
+        // `Sender::try_claim`: we are done reading before the slot is rewritten.
+        ring.meta(pos)
+            .seq
+            .store(pos + ring.slots, Ordering::Release);
+        ring.ctrl().wait.writable.notify();
+    }
+
+    #[inline]
+    pub(super) fn message(&mut self, t: Taken) -> Message<'_> {
+        let ring = &self.h.ring;
+        let off = ring.payload(t.pos);
+        // SAFETY: the payload of a claimed message lies in the region (index masked, length
+        // checked against max_message <= slot_size - 16); it was published to us and no one
+        // writes the slot until we release it, which happens when the guard (borrowing the
+        // receiver mutably) drops.
+        let data = unsafe { ring.region.slice(off, t.len) };
+        Message {
+            data: NonNull::from(data),
+            receiver: self,
+            pos: t.pos,
+        }
+    }
+
+    /// Receives the next message, waiting while the ring is empty. The returned guard derefs
+    /// to the payload, which stays in its slot (zero copy) until the guard is dropped.
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] once every sender is gone and everything they sent has
+    /// been received (end of stream); [`RecvError::Corrupted`].
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// tx.send(b"one")?;
+    /// tx.send(b"two")?;
+    /// drop(tx);
+    /// assert_eq!(&*rx.recv()?, b"one");
+    /// assert_eq!(&*rx.recv()?, b"two");
+    /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
+        match self.recv_deadline(Deadline::never()) {
+            Ok(t) => Ok(self.message(t)),
+            Err(RecvTimeoutError::Corrupted(c)) => Err(RecvError::Corrupted(c)),
+            // Without a deadline only end of stream ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Receives the next message if one is there.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing is there (more might arrive),
+    /// [`TryRecvError::Disconnected`] at end of stream.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// assert_eq!(rx.try_recv().unwrap_err(), shmring::TryRecvError::Empty);
+    /// tx.send(b"now")?;
+    /// assert_eq!(&*rx.try_recv()?, b"now");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
+        let t = match self.take_fast() {
+            Some(t) => t,
+            None => self.try_recv_slow()?,
+        };
+        Ok(self.message(t))
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn try_recv_slow(&mut self) -> Result<Taken, TryRecvError> {
+        match self.poll_msg() {
+            Poll::Ready(r) => r.map_err(Into::into),
+            Poll::Pending => {
+                check_peers(&self.h.ring, &mut self.h.ep.throttle);
+                Err(TryRecvError::Empty)
+            }
+        }
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] if nothing arrived in time, otherwise as
+    /// [`recv`](Receiver::recv).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let e = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
+    /// assert_eq!(e, shmring::RecvTimeoutError::Timeout);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
+        let t = self.recv_deadline(Deadline::after(timeout))?;
+        Ok(self.message(t))
+    }
+
+    #[inline]
+    pub(super) fn recv_deadline(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
+        match self.take_fast() {
+            Some(t) => Ok(t),
+            None => self.recv_deadline_slow(deadline),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn recv_deadline_slow(
+        &mut self,
+        deadline: Deadline,
+    ) -> Result<Taken, RecvTimeoutError> {
+        match self.poll_msg() {
+            Poll::Ready(r) => r.map_err(Into::into),
+            Poll::Pending => self.recv_slow(deadline),
+        }
+    }
+
+    #[cold]
+    pub(super) fn recv_slow(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
+        let ring = self.h.ring.clone();
+        let readable = &ring.ctrl().wait.readable;
+        let strategy = self.h.ep.strategy;
+        let mut stats = self.h.ep.stats;
+        // Copied out (and back) so the liveness lookups stay throttled across calls.
+        let mut clock = self.h.ep.throttle;
+        let result = readable.wait(
+            strategy,
+            deadline,
+            &mut stats,
+            || self.poll_msg(),
+            || {
+                check_peers(&ring, &mut clock);
+                Poll::Pending
+            },
+        );
+        self.h.ep.stats = stats;
+        self.h.ep.throttle = clock;
+        match result {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// An iterator that receives messages (copied into `Vec`s) until end of stream.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// for w in ["a", "b", "c"] {
+    ///     tx.send(w.as_bytes())?;
+    /// }
+    /// drop(tx);
+    /// let all: Vec<Vec<u8>> = rx.iter().collect();
+    /// assert_eq!(all, [b"a", b"b", b"c"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter {
+            receiver: self,
+            error: None,
+        }
+    }
+
+    /// Closes this receiver. When it was the last receiver, sends fail with `Disconnected`
+    /// from then on. Dropping the receiver does the same.
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// rx.close();
+    /// assert!(tx.send(b"x").unwrap_err().is_disconnected());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn close(mut self) {
+        self.h.close();
+    }
+}

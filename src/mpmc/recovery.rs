@@ -1,0 +1,210 @@
+//! The registry and crash recovery of shared MPMC rings: attaching an endpoint, closing a
+//! side when its last endpoint leaves, reaping the endpoints of dead processes, and
+//! finishing the slots they left half done (see "Ends of the stream" and "Crash recovery" in
+//! the module docs). Heap rings have no registry: every function here is a no-op for them.
+
+use std::time::Duration;
+
+use super::handle::Handle;
+use super::ring::{ATTACH, CLOSED, MAX_INDEX, Ring, Role, SKIP, TAG_RECV, TAG_SEND};
+use crate::error::OpenError;
+use crate::geometry::MAX_ENDPOINTS;
+use crate::storage::EndpointStatus;
+use crate::sync::waiter::WaitStrategy;
+use crate::sync::{Ordering, Throttle, fence};
+
+/// Attaches a new endpoint of `role` to a shared ring: takes a registry entry (reaping dead
+/// entries if the registry is full), clears the entry's claim record, and counts itself in
+/// its side word unless the side is closed.
+pub(super) fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, OpenError> {
+    let h = ring.registry().ok_or(OpenError::Incompatible(
+        "a shared ring without an endpoint table",
+    ))?;
+    let entry = match h.attach_any(ring.registry_len, role.code()) {
+        Some(e) => e,
+        None => {
+            reap_dead(&ring);
+            h.attach_any(ring.registry_len, role.code())
+                .ok_or(OpenError::RegistryFull {
+                    capacity: ring.registry_len,
+                })?
+        }
+    };
+    if let Some(rec) = ring.claim_line(entry) {
+        // The previous owner of the entry (closed or reaped) may have left a record.
+        rec.store(0, Ordering::Release);
+    }
+    let side = role.side(ring.ctrl());
+    let mut w = side.load(Ordering::Relaxed);
+    loop {
+        if w & CLOSED != 0 {
+            h.detach(entry);
+            return Err(OpenError::EndpointClosed(role.plural()));
+        }
+        // SYNC POINT: Release (with our entry's ATTACHED before it) pairs with the Acquire
+        // load in `close_side_if_last`: a closer that sees this count sees our entry.
+        match side.compare_exchange_weak(w, w + ATTACH, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(cur) => w = cur,
+        }
+    }
+    Ok(Handle::new(ring, role, Some(entry), strategy))
+}
+
+/// Closes `role`'s side if no endpoint of it is attached any more (shared rings). Safe to
+/// call any number of times, from anyone.
+pub(super) fn close_side_if_last(ring: &Ring, role: Role) {
+    let Some(h) = ring.registry() else { return };
+    // Two last endpoints closing at once each store their CLOSED entry, then scan for the
+    // other's: the fence makes sure at least one of them sees both closed (without it,
+    // each load may miss the other's store and nobody closes the side).
+    fence(Ordering::SeqCst);
+    let ctrl = ring.ctrl();
+    let side = role.side(ctrl);
+    loop {
+        // SYNC POINT: Acquire pairs with the Release compare-exchange of an attacher: if
+        // we see its count, we see its ATTACHED entry in the scan below.
+        let w = side.load(Ordering::Acquire);
+        if w & CLOSED != 0 || w == 0 {
+            // Closed already, or nobody of this side ever attached.
+            return;
+        }
+        if (0..ring.registry_len).any(|i| h.attached_role(i) == Some(role.code())) {
+            return;
+        }
+        // SYNC POINT: Release pairs with the Acquire loads of the side word by the other
+        // side (`poll_msg`, `try_claim`): every closed endpoint's writes (seen through the
+        // Acquire scan above) happen before the side reads as closed.
+        if side
+            .compare_exchange(w, w | CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            role.peers_wait(ctrl).notify_closed();
+            return;
+        }
+    }
+}
+
+/// Reaps every registry entry whose process died, and closes a side that lost its last
+/// endpoint. Also closes a side left open by a reaper that died half-way.
+pub(super) fn reap_dead(ring: &Ring) {
+    let Some(h) = ring.registry() else { return };
+    for i in 0..ring.registry_len {
+        if let Some(role) = h.reap_if_dead(i).and_then(Role::from_code) {
+            close_side_if_last(ring, role);
+        }
+    }
+    close_side_if_last(ring, Role::Sender);
+    close_side_if_last(ring, Role::Receiver);
+}
+
+/// Whether `role`'s side is closed, after reaping the dead endpoints of it (shared rings)
+/// up to the first live one: a side with a live endpoint is not done, whatever the others
+/// are. Looks at `/proc`: slow paths only.
+pub(super) fn side_gone(ring: &Ring, role: Role) -> bool {
+    let Some(h) = ring.registry() else {
+        return false;
+    };
+    for i in 0..ring.registry_len {
+        if h.attached_role(i) != Some(role.code()) {
+            continue;
+        }
+        match h.reap_if_dead(i).and_then(Role::from_code) {
+            // The reaper accounts for the departure (the entry may have changed hands
+            // since the role was read: close the side of whoever was reaped).
+            Some(reaped) => close_side_if_last(ring, reaped),
+            // Alive, unless it closed meanwhile.
+            None if h.attached_role(i) == Some(role.code()) => return false,
+            None => {}
+        }
+    }
+    close_side_if_last(ring, role);
+    // SYNC POINT: Acquire pairs with the Release that closed the side.
+    role.side(ring.ctrl()).load(Ordering::Acquire) & CLOSED != 0
+}
+
+/// Whether an endpoint that is still alive recorded a claim on `pos` (with `tag`): the
+/// claimer of `pos` is among the endpoints whose record names it.
+pub(super) fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
+    let Some(h) = ring.registry() else {
+        return true;
+    };
+    let target = (pos << 2) | tag;
+    (0..ring.registry_len).any(|i| {
+        // SYNC POINT: Acquire pairs with the Release stores of claim records in
+        // `Handle::record`: seeing a later record of the claimer means seeing the slot it
+        // finished before (then the recovering compare-exchange fails).
+        ring.claim_line(i)
+            .is_some_and(|rec| rec.load(Ordering::Acquire) == target)
+            // Only an attached endpoint claims slots: an entry mid-attach (perhaps forever,
+            // if its attacher was killed) holds at most a stale record of a departed owner.
+            && h.attached_role(i).is_some()
+            && h.status(i) == EndpointStatus::Alive
+    })
+}
+
+/// Finishes the slots that dead endpoints left half done (see "Crash recovery" in the module
+/// docs). Returns whether it finished one.
+pub(super) fn recover_abandoned(ring: &Ring) -> bool {
+    let ctrl = ring.ctrl();
+    let mut done = false;
+    // A sender that claimed `head` and never published it.
+    // SYNC POINT: Acquire on `head`/`tail` pairs with the claimers' Release
+    // compare-exchanges: their claim records (stored before) are visible.
+    let h = ctrl.head.head.load(Ordering::Acquire);
+    if h >= MAX_INDEX {
+        // Written by a peer; the handles report it as corruption.
+        return false;
+    }
+    let meta = ring.meta(h);
+    if meta.seq.load(Ordering::Acquire) == h
+        && ctrl.tail.tail.load(Ordering::Acquire) > h
+        && !claimer_alive(ring, h, TAG_SEND)
+        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
+        && meta
+            .seq
+            .compare_exchange(h, (h + 1) | SKIP, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    {
+        ctrl.wait.readable.notify();
+        done = true;
+    }
+    // A receiver that claimed the previous lap of `tail` and never released it.
+    let t = ctrl.tail.tail.load(Ordering::Acquire);
+    if t >= ring.slots && t < MAX_INDEX {
+        let prev = t - ring.slots;
+        let meta = ring.meta(t);
+        let s = meta.seq.load(Ordering::Acquire);
+        if s & !SKIP == prev + 1
+            && ctrl.head.head.load(Ordering::Acquire) > prev
+            && !claimer_alive(ring, prev, TAG_RECV)
+            // SYNC POINT: Release pairs with the senders' Acquire load of `seq`.
+            && meta
+                .seq
+                .compare_exchange(s, t, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            ctrl.wait.writable.notify();
+            done = true;
+        }
+    }
+    done
+}
+
+/// Shortest interval between two peer checks of one handle.
+pub(super) const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The slow-path peer check: reap dead endpoints, finish abandoned slots. Rate limited;
+/// a no-op for heap rings.
+pub(super) fn check_peers(ring: &Ring, clock: &mut Throttle) {
+    if ring.claims.is_none() || !clock.due() {
+        return;
+    }
+    reap_dead(ring);
+    // A dead process may have left one abandoned slot per handle it had.
+    for _ in 0..MAX_ENDPOINTS {
+        if !recover_abandoned(ring) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! The sending end of an MPMC ring: claims a slot at `tail`, writes the message, publishes
+//! it through the slot's sequence word; waits while the ring is full.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use super::guards::SendGrant;
+use super::handle::{Handle, NoSlot};
+use super::recovery::check_peers;
+use super::ring::{MAX_INDEX, Role, SKIP, TAG_SEND};
+use crate::config::Config;
+use crate::error::{ClaimError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError};
+use crate::geometry::MpmcRules;
+use crate::shm;
+use crate::sync::waiter::{Poll, WaitStats, WaitStrategy};
+use crate::sync::{Deadline, Ordering, weaken};
+
+/// The sending end of an MPMC ring.
+///
+/// `Clone` (each clone is a new endpoint, with its own registry entry), `Send`, not `Sync`:
+/// methods take `&mut self` because an endpoint holds at most one claimed slot at a time.
+pub struct Sender {
+    pub(super) h: Handle,
+}
+
+// SAFETY: the raw pointers refer to memory kept alive by `ring.storage` (an Arc); the
+// handle's claim record is written only through this handle, which moves as a whole.
+unsafe impl Send for Sender {}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("slots", &self.h.ring.slots)
+            .field("max_message", &self.h.ring.max_message)
+            .field("entry", &self.h.entry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Sender {
+    /// A new sender endpoint of the same ring.
+    ///
+    /// # Panics
+    /// If the ring's endpoint registry is full (use [`Sender::try_clone`] to handle that).
+    fn clone(&self) -> Sender {
+        self.try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone mpmc::Sender: {e}"))
+    }
+}
+
+impl Sender {
+    /// A new sender endpoint of the same ring, with its own registry entry.
+    ///
+    /// # Errors
+    /// [`OpenError::RegistryFull`](crate::OpenError::RegistryFull) when every registry
+    /// entry is taken by a live endpoint.
+    ///
+    /// ```
+    /// use shmring::{mpmc, Config, OpenError};
+    /// let name = format!("/shmring-doc-mpmc-clone-{}", std::process::id());
+    /// let tx = mpmc::Sender::create(&name, Config::default().endpoints(2))?;
+    /// shmring::unlink(&name)?;
+    /// let _tx2 = tx.try_clone()?;
+    /// assert!(matches!(tx.try_clone(), Err(OpenError::RegistryFull { capacity: 2 })));
+    /// # Ok::<(), OpenError>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Sender, crate::OpenError> {
+        Ok(Sender {
+            h: self.h.try_clone()?,
+        })
+    }
+
+    /// Creates a named MPMC ring (exclusively: an existing name is an error) and returns a
+    /// sender of it. Other processes attach with [`Sender::open`] and [`Receiver::open`].
+    ///
+    /// # Errors
+    /// [`OpenError`]: invalid name or configuration, `AlreadyExists`, `PermissionDenied`,
+    /// `NoSpace`, or an OS error.
+    ///
+    /// ```
+    /// use shmring::{mpmc, Config};
+    /// let name = format!("/shmring-doc-mpmc-create-{}", std::process::id());
+    /// let mut tx = mpmc::Sender::create(&name, Config::default().slots(16).slot_size(128))?;
+    /// let mut rx = mpmc::Receiver::open(&name)?; // normally in another process
+    /// shmring::unlink(&name)?;
+    /// tx.send(b"hello")?;
+    /// assert_eq!(&*rx.recv()?, b"hello");
+    /// assert_eq!(tx.max_message(), 112);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(
+        name: &str,
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Sender, OpenError> {
+        Ok(Sender {
+            h: Handle::create(Some(name), config.borrow(), Role::Sender)?,
+        })
+    }
+
+    /// Creates an anonymous MPMC ring on a sealed memfd and returns a sender of it. Hand the
+    /// fd ([`Sender::fd`]) to other processes, which attach with [`Sender::from_fd`] or
+    /// [`Receiver::from_fd`].
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    ///
+    /// ```
+    /// use shmring::{mpmc, Config};
+    /// let mut tx = mpmc::Sender::create_anonymous(Config::default())?;
+    /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let mut rx = mpmc::Receiver::from_fd(fd)?;
+    /// tx.send(b"over a memfd")?;
+    /// assert_eq!(&*rx.recv()?, b"over a memfd");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_anonymous(config: impl std::borrow::Borrow<Config>) -> Result<Sender, OpenError> {
+        Ok(Sender {
+            h: Handle::create(None, config.borrow(), Role::Sender)?,
+        })
+    }
+
+    /// Attaches a new sender to an existing named MPMC ring.
+    ///
+    /// # Errors
+    /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
+    /// `UnsupportedVersion`, `WrongKind`, `TooSmall`, `BadGeometry`, `StillInitialising`,
+    /// `Poisoned`), `RegistryFull`, or `EndpointClosed` if every sender that was attached
+    /// is gone (the senders' side is closed for good).
+    ///
+    /// ```
+    /// use shmring::{mpmc, Config};
+    /// let name = format!("/shmring-doc-mpmc-sopen-{}", std::process::id());
+    /// let mut rx = mpmc::Receiver::create(&name, Config::default())?;
+    /// let mut tx = mpmc::Sender::open(&name)?;
+    /// shmring::unlink(&name)?;
+    /// tx.send(b"x")?;
+    /// assert_eq!(&*rx.recv()?, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Sender, OpenError> {
+        Ok(Sender {
+            h: Handle::attach(shm::open::<MpmcRules>(name)?, Role::Sender)?,
+        })
+    }
+
+    /// Attaches a new sender to a ring given by a file descriptor (see
+    /// [`Sender::create_anonymous`]).
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    ///
+    /// ```
+    /// use shmring::{mpmc, Config};
+    /// let rx = mpmc::Receiver::create_anonymous(Config::default())?;
+    /// let fd = rx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let tx = mpmc::Sender::from_fd(fd)?;
+    /// assert!(!tx.is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Sender, OpenError> {
+        Ok(Sender {
+            h: Handle::attach(shm::open_fd::<MpmcRules>(fd)?, Role::Sender)?,
+        })
+    }
+
+    /// The file descriptor of the shared-memory object (`None` for heap rings).
+    ///
+    /// ```
+    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// assert!(tx.fd().is_none());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.h.ring.storage.fd()
+    }
+
+    /// Number of slots.
+    ///
+    /// ```
+    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::Config::default().slots(8))?;
+    /// assert_eq!(tx.capacity(), 8);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.h.ring.slots as usize
+    }
+
+    /// Largest message this ring accepts, in bytes.
+    ///
+    /// ```
+    /// let cfg = shmring::Config::default().slot_size(256);
+    /// let (tx, _rx) = shmring::mpmc::channel(&cfg)?;
+    /// assert_eq!(tx.max_message(), 240);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn max_message(&self) -> usize {
+        self.h.ring.max_message as usize
+    }
+
+    /// How blocked calls wait.
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// tx.set_wait_strategy(shmring::WaitStrategy::Block);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.h.ep.strategy = strategy;
+    }
+
+    /// How often this handle had to wait and sleep so far.
+    ///
+    /// ```
+    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// assert_eq!(tx.wait_stats().waits, 0);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn wait_stats(&self) -> WaitStats {
+        self.h.ep.stats
+    }
+
+    /// Whether every receiver has gone (closed, or died). Sends will fail from now on.
+    ///
+    /// For a shared ring this also looks whether the receivers' processes are still there
+    /// (at most once per 50 ms per handle), so it notices receivers killed without closing
+    /// even if this sender never blocks; dead ones are reaped, as a blocked call would.
+    ///
+    /// ```
+    /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// assert!(!tx.is_disconnected());
+    /// drop(rx);
+    /// assert!(tx.is_disconnected());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn is_disconnected(&self) -> bool {
+        self.h.peers_gone()
+    }
+
+    /// The common case of [`try_claim`](Sender::try_claim), small enough to inline into the
+    /// caller: the slot at `tail` is free and the compare-exchange wins. `None` means "ask
+    /// `try_claim`", which handles everything else (full, lost races, closed, corrupted)
+    /// and clears or rewrites the claim record this may leave behind.
+    #[inline(always)]
+    pub(super) fn claim_fast(&mut self) -> Option<u64> {
+        if self.h.ep.broken.is_some() || self.h.peers_closed() {
+            return None;
+        }
+        let ring = &self.h.ring;
+        let ctrl = ring.ctrl();
+        // SYNC POINT: Acquire, as in `try_claim`.
+        let t = ctrl.tail.tail.load(Ordering::Acquire);
+        // SYNC POINT: Acquire pairs with the Release store of `seq` by the receiver that
+        // released the slot, as in `try_claim`. Any `t` is masked to a slot; a `t` out of
+        // range is left to `try_claim` to report.
+        if t >= MAX_INDEX || ring.meta(t).seq.load(Ordering::Acquire) != t {
+            return None;
+        }
+        self.h.record(t, TAG_SEND);
+        // Release: the claim record is visible to whoever sees the new tail.
+        ctrl.tail
+            .tail
+            .compare_exchange(t, t + 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| t)
+    }
+
+    /// Tries to claim the slot at `tail`, without waiting. Returns the claimed position.
+    pub(super) fn try_claim(&mut self) -> Result<u64, NoSlot> {
+        if let Some(c) = self.h.ep.broken {
+            return Err(NoSlot::Corrupted(c));
+        }
+        if self.h.peers_closed() {
+            return Err(NoSlot::Disconnected);
+        }
+        let ring = &self.h.ring;
+        let ctrl = ring.ctrl();
+        let cap = ring.slots;
+        let mut recorded = false;
+        // SYNC POINT: every load of `tail` here (and the failure ordering of the
+        // compare-exchange) is Acquire, pairing with the senders' AcqRel compare-exchanges:
+        // the sender that claimed `t - slots` loaded `seq == t - slots` before moving `tail`
+        // on, so whoever sees `tail == t` sees that `seq` or a later one, never an older
+        // value that would read as out of range (corruption).
+        let mut t = ctrl.tail.tail.load(Ordering::Acquire);
+        let bad = loop {
+            if t >= MAX_INDEX {
+                // No ring ever gets there (2^62 messages): a peer wrote it.
+                if recorded {
+                    self.h.clear_record();
+                }
+                break t;
+            }
+            // SYNC POINT: Acquire pairs with the Release store of `seq` by the receiver that
+            // released the slot (`Receiver::release`) or by a recovery: the receiver is done
+            // reading before we overwrite the payload.
+            let s = ring.meta(t).seq.load(Ordering::Acquire);
+            if s == t {
+                self.h.record(t, TAG_SEND);
+                recorded = true;
+                // Release: the claim record is visible to whoever sees the new tail.
+                match ctrl.tail.tail.compare_exchange_weak(
+                    t,
+                    t + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Ok(t),
+                    Err(cur) => {
+                        t = cur;
+                        continue;
+                    }
+                }
+            }
+            let sm = s & !SKIP;
+            let full = if cfg!(shmring_mutant = "mpmc_full_off_by_one") {
+                sm < t && sm + cap > t
+            } else {
+                sm < t && sm + cap >= t
+            };
+            if full {
+                // The slot still holds the previous lap's message: full, unless `tail`
+                // moved meanwhile.
+                let now = ctrl.tail.tail.load(Ordering::Acquire);
+                if now != t {
+                    t = now;
+                    continue;
+                }
+                if recorded {
+                    self.h.clear_record();
+                }
+                return Err(NoSlot::Busy);
+            }
+            if sm > t {
+                // Another sender claimed `t` already; its `tail` store happened before the
+                // `seq` we saw, so a reload shows a newer tail.
+                let now = ctrl.tail.tail.load(Ordering::Acquire);
+                if now != t {
+                    t = now;
+                    continue;
+                }
+            }
+            break s;
+        };
+        Err(NoSlot::Corrupted(self.h.corrupt(Corruption::new(
+            "slot sequence out of range for the tail",
+            bad,
+        ))))
+    }
+
+    /// Checks the size, then claims a slot, waiting per the strategy up to `deadline`.
+    #[inline]
+    pub(super) fn claim(&mut self, len: usize, deadline: Deadline) -> Result<u64, ClaimError> {
+        if len as u64 <= self.h.ring.max_message {
+            if let Some(pos) = self.claim_fast() {
+                return Ok(pos);
+            }
+        }
+        self.claim_slower(len, deadline)
+    }
+
+    /// Refuses a message larger than the ring's maximum.
+    pub(super) fn check_size(&self, len: usize) -> Result<(), ClaimError> {
+        if len as u64 > self.h.ring.max_message {
+            return Err(ClaimError::TooLarge {
+                len,
+                max: self.h.ring.max_message as usize,
+            });
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn claim_slower(
+        &mut self,
+        len: usize,
+        deadline: Deadline,
+    ) -> Result<u64, ClaimError> {
+        self.check_size(len)?;
+        match self.try_claim() {
+            Ok(pos) => Ok(pos),
+            Err(NoSlot::Busy) => self.claim_slow(deadline),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[cold]
+    pub(super) fn claim_slow(&mut self, deadline: Deadline) -> Result<u64, ClaimError> {
+        let ring = self.h.ring.clone();
+        let writable = &ring.ctrl().wait.writable;
+        let strategy = self.h.ep.strategy;
+        let mut stats = self.h.ep.stats;
+        // Copied out (and back) so the liveness lookups stay throttled across calls.
+        let mut clock = self.h.ep.throttle;
+        let result = writable.wait(
+            strategy,
+            deadline,
+            &mut stats,
+            || match self.try_claim() {
+                Ok(pos) => Poll::Ready(Ok(pos)),
+                Err(NoSlot::Busy) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e.into())),
+            },
+            || {
+                check_peers(&ring, &mut clock);
+                Poll::Pending
+            },
+        );
+        self.h.ep.stats = stats;
+        self.h.ep.throttle = clock;
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(ClaimError::Timeout),
+        }
+    }
+
+    /// The slow-path peer check after a `try_` call found the ring full.
+    #[cold]
+    pub(super) fn check_after_busy(&mut self) {
+        check_peers(&self.h.ring, &mut self.h.ep.throttle);
+    }
+
+    /// Publishes the claimed position `pos` holding `len` payload bytes.
+    #[inline]
+    pub(super) fn publish(&mut self, pos: u64, len: usize) {
+        let ring = &self.h.ring;
+        ring.region.track_write(ring.payload(pos), len);
+        let meta = ring.meta(pos);
+        meta.len.store(len as u32, Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq` in
+        // `Receiver::try_take`: the length and payload are visible before the slot reads as
+        // full.
+        let order = weaken(
+            cfg!(shmring_mutant = "mpmc_relaxed_publish"),
+            Ordering::Release,
+        );
+        meta.seq.store(pos + 1, order);
+        ring.ctrl().wait.readable.notify();
+    }
+
+    /// Gives up the claimed position `pos`: receivers skip it.
+    #[cold]
+    pub(super) fn abandon(&mut self, pos: u64) {
+        let ring = &self.h.ring;
+        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
+        ring.meta(pos)
+            .seq
+            .store((pos + 1) | SKIP, Ordering::Release);
+        ring.ctrl().wait.readable.notify();
+    }
+
+    #[inline]
+    pub(super) fn write_and_publish(&mut self, pos: u64, msg: &[u8]) {
+        let ring = &self.h.ring;
+        // SAFETY: the payload range of a claimed slot lies inside the region (index masked,
+        // `len <= max_message <= slot_size - 16`) and is ours alone until published.
+        let dst = unsafe { ring.region.slice_mut(ring.payload(pos), msg.len()) };
+        crate::sync::region::copy_in(dst, msg);
+        self.publish(pos, msg.len());
+    }
+
+    /// Sends a message, waiting while the ring is full.
+    ///
+    /// # Errors
+    /// [`SendError::Disconnected`] if every receiver is gone, [`SendError::TooLarge`] if the
+    /// message exceeds [`max_message`](Sender::max_message) (the error states both sizes),
+    /// [`SendError::Corrupted`]; all hand the message back.
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::Config::default().slot_size(64))?;
+    /// tx.send(b"ping")?;
+    /// let big = [0u8; 49];
+    /// let err = tx.send(&big).unwrap_err();
+    /// assert_eq!(err.to_string(), "message of 49 bytes exceeds the ring's maximum message size of 48 bytes");
+    /// drop(rx);
+    /// let err = tx.send(b"lost?").unwrap_err();
+    /// assert!(err.is_disconnected());
+    /// assert_eq!(err.into_inner(), b"lost?");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        match self.claim(msg.len(), Deadline::never()) {
+            Ok(pos) => {
+                self.write_and_publish(pos, msg);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send(msg)),
+        }
+    }
+
+    /// Sends a message if a slot is free now.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] if no slot is free right now (one might be soon), otherwise
+    /// as [`send`](Sender::send). The message is handed back.
+    ///
+    /// ```
+    /// use shmring::{mpmc, Config, TrySendError};
+    /// let (mut tx, _rx) = mpmc::channel(&Config::default().slots(2))?;
+    /// tx.try_send(b"a")?;
+    /// tx.try_send(b"b")?;
+    /// assert!(matches!(tx.try_send(b"c"), Err(TrySendError::Full(b"c"))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline(always)]
+    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+        if msg.len() as u64 <= self.h.ring.max_message {
+            if let Some(pos) = self.claim_fast() {
+                self.write_and_publish(pos, msg);
+                return Ok(());
+            }
+        }
+        self.try_send_slow(msg)
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn try_send_slow<'m>(
+        &mut self,
+        msg: &'m [u8],
+    ) -> Result<(), TrySendError<&'m [u8]>> {
+        if let Err(e) = self.check_size(msg.len()) {
+            return Err(e.into_try_send(msg));
+        }
+        match self.try_claim() {
+            Ok(pos) => {
+                self.write_and_publish(pos, msg);
+                Ok(())
+            }
+            Err(NoSlot::Busy) => {
+                self.check_after_busy();
+                Err(TrySendError::Full(msg))
+            }
+            Err(e) => Err(ClaimError::from(e).into_try_send(msg)),
+        }
+    }
+
+    /// Sends a message, waiting at most `timeout` for a free slot.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] if no slot became free in time, otherwise as
+    /// [`send`](Sender::send). The message is handed back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmring::{mpmc, Config, SendTimeoutError};
+    /// let (mut tx, _rx) = mpmc::channel(&Config::default().slots(2))?;
+    /// tx.send(b"1")?;
+    /// tx.send(b"2")?;
+    /// let e = tx.send_timeout(b"3", Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(e, SendTimeoutError::Timeout(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_timeout<'m>(
+        &mut self,
+        msg: &'m [u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<&'m [u8]>> {
+        match self.claim(msg.len(), Deadline::after(timeout)) {
+            Ok(pos) => {
+                self.write_and_publish(pos, msg);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send_timeout(msg)),
+        }
+    }
+
+    /// Claims a slot for a message of up to `len` bytes and returns it for writing in place
+    /// (zero copy); waits while the ring is full. Nothing is published until
+    /// [`SendGrant::commit`]; dropping the grant publishes nothing (the slot is marked
+    /// empty and receivers skip it).
+    ///
+    /// The grant's bytes hold whatever the slot held before, not zeros. Receivers that reach
+    /// the slot wait for the grant: commit it soon.
+    ///
+    /// # Errors
+    /// As [`send`](Sender::send) (the handed-back value is `()`).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let mut g = tx.reserve(16)?;
+    /// g[..5].copy_from_slice(b"hello");
+    /// g.commit(5)?;
+    /// assert_eq!(&*rx.recv()?, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>, SendError<()>> {
+        let pos = self
+            .claim(len, Deadline::never())
+            .map_err(|e| e.into_send(()))?;
+        Ok(self.grant(pos, len))
+    }
+
+    /// Claims a slot for up to `len` bytes if one is free now.
+    ///
+    /// # Errors
+    /// As [`try_send`](Sender::try_send).
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::Config::default().slots(2))?;
+    /// tx.send(b"a")?;
+    /// let g = tx.try_reserve(8)?;
+    /// drop(g); // publishes nothing, but the slot is used up until a receiver skips it
+    /// assert!(tx.try_reserve(8).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>, TrySendError<()>> {
+        self.check_size(len).map_err(|e| e.into_try_send(()))?;
+        match self.try_claim() {
+            Ok(pos) => Ok(self.grant(pos, len)),
+            Err(NoSlot::Busy) => {
+                self.check_after_busy();
+                Err(TrySendError::Full(()))
+            }
+            Err(e) => Err(ClaimError::from(e).into_try_send(())),
+        }
+    }
+
+    /// Claims a slot for up to `len` bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Sender::send_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let g = tx.reserve_timeout(8, Duration::from_millis(10))?;
+    /// g.commit(0)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<SendGrant<'_>, SendTimeoutError<()>> {
+        let pos = self
+            .claim(len, Deadline::after(timeout))
+            .map_err(|e| e.into_send_timeout(()))?;
+        Ok(self.grant(pos, len))
+    }
+
+    pub(super) fn grant(&mut self, pos: u64, len: usize) -> SendGrant<'_> {
+        let ring = &self.h.ring;
+        // SAFETY: the payload of a claimed slot lies in the region (`len <= max_message`) and
+        // is ours alone until published; the grant borrows the sender mutably, so no second
+        // claim of this endpoint can overlap it.
+        let buf = unsafe { ring.region.slice_mut(ring.payload(pos), len) };
+        SendGrant {
+            buf: NonNull::from(buf),
+            sender: self,
+            pos,
+            done: false,
+        }
+    }
+
+    /// Closes this sender. When it was the last sender, receivers get what was sent, then
+    /// `Disconnected`. Dropping the sender does the same.
+    ///
+    /// ```
+    /// let (tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let tx2 = tx.clone();
+    /// tx.close();
+    /// assert!(!rx.is_disconnected());
+    /// tx2.close();
+    /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn close(mut self) {
+        self.h.close();
+    }
+}

@@ -1,0 +1,504 @@
+//! The consumer: finds and validates records, lends them out in place, releases their space;
+//! waits while the ring is empty.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use super::guards::{Iter, Message};
+use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, producer_closed, record_size};
+use crate::config::Config;
+use crate::endpoint::EndpointState;
+use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::geometry::{RECORD_HEADER, SpscRules};
+use crate::shm;
+use crate::storage::ROLE_CONSUMER;
+use crate::sync::waiter::{Poll, SLICE, WaitStats, WaitStrategy};
+use crate::sync::{Deadline, Ordering};
+
+/// Where the next record is, after validation.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Peeked {
+    /// Region offset of the payload.
+    pub(super) off: u64,
+    /// Payload length.
+    pub(super) len: u64,
+    /// Bytes to release (padding + record).
+    pub(super) advance: u64,
+}
+
+/// The receiving end of an SPSC ring.
+///
+/// Not `Clone` and not `Sync`; methods take `&mut self` because the consumer caches the
+/// producer's index. It may be sent to another thread.
+pub struct Consumer {
+    pub(super) ring: Ring,
+    /// Our own index: bytes released (equal to the shared `head`).
+    pub(super) head: u64,
+    /// Last value of the producer's `tail` we loaded; at most the real one.
+    pub(super) tail_cache: u64,
+    /// Liveness throttle, fork guard, corruption, wait strategy and statistics.
+    pub(super) ep: EndpointState,
+}
+
+// SAFETY: as for `Producer`: the pointers refer to memory kept alive by `ring.storage`, and
+// moving the consumer does not create a second one.
+unsafe impl Send for Consumer {}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.ring.capacity)
+            .field("max_message", &self.ring.max_message)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    pub(super) fn new(ring: Ring, strategy: WaitStrategy) -> Consumer {
+        let head = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        // Checked before the first use: record positions are 8-byte aligned.
+        let broken = (head % 8 != 0).then(|| Corruption::new("consumer index misaligned", head));
+        Consumer {
+            ring,
+            head,
+            tail_cache: head,
+            ep: EndpointState::new(strategy, SLICE).with_broken(broken),
+        }
+    }
+
+    /// Creates a named ring (exclusively) and returns its consumer; the producer opens it with
+    /// [`Producer::open`].
+    ///
+    /// # Errors
+    /// As [`Producer::create`].
+    ///
+    /// ```
+    /// use shmring::{spsc, Config};
+    /// let name = format!("/shmring-doc-ccreate-{}", std::process::id());
+    /// let rx = spsc::Consumer::create(&name, Config::default())?;
+    /// assert!(matches!(
+    ///     spsc::Consumer::create(&name, Config::default()),
+    ///     Err(shmring::OpenError::AlreadyExists(_))
+    /// ));
+    /// shmring::unlink(&name)?;
+    /// # drop(rx);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn create(
+        name: &str,
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Consumer, OpenError> {
+        let config = config.borrow();
+        let ring = Ring::create(Some(name), config, Some((CONSUMER_SLOT, ROLE_CONSUMER)))?;
+        Ok(Consumer::new(ring, config.wait_strategy))
+    }
+
+    /// Opens the consumer end of an existing named ring (created by [`Producer::create`]).
+    ///
+    /// # Errors
+    /// As [`Producer::open`].
+    ///
+    /// ```
+    /// let missing = format!("/shmring-doc-missing-{}", std::process::id());
+    /// match shmring::spsc::Consumer::open(&missing) {
+    ///     Err(shmring::OpenError::NotFound(name)) => assert_eq!(name, missing),
+    ///     other => panic!("unexpected: {other:?}"),
+    /// }
+    /// ```
+    pub fn open(name: &str) -> Result<Consumer, OpenError> {
+        let opened = shm::open::<SpscRules>(name)?;
+        let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Attaches as the consumer of a ring given by a file descriptor (see
+    /// [`Producer::create_anonymous`]).
+    ///
+    /// # Errors
+    /// As [`Producer::open`].
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Consumer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd)?;
+        let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Capacity of the data region in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+
+    /// Largest message this ring accepts, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_message as usize
+    }
+
+    /// How blocked calls wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.ep.strategy = strategy;
+    }
+
+    /// How often this handle had to wait and sleep so far.
+    pub fn wait_stats(&self) -> WaitStats {
+        self.ep.stats
+    }
+
+    /// Finds the next record, if one is published. Validates everything it reads.
+    #[inline]
+    pub(super) fn peek(&mut self) -> Result<Option<Peeked>, Corruption> {
+        if let Some(c) = self.ep.broken {
+            return Err(c);
+        }
+        if self.head == self.tail_cache {
+            // SYNC POINT: Acquire pairs with the producer's Release store of `tail` in
+            // `Producer::publish`: the records before `tail` are fully written.
+            let tail = self.ring.ctrl().producer.tail.load(Ordering::Acquire);
+            let used = tail.wrapping_sub(self.head);
+            if tail < self.tail_cache || used > self.ring.capacity || used % 8 != 0 {
+                return Err(self.corrupt(Corruption::new("producer index out of range", tail)));
+            }
+            self.tail_cache = tail;
+            if used == 0 {
+                return Ok(None);
+            }
+        }
+        let avail = self.tail_cache.wrapping_sub(self.head);
+        let cap = self.ring.capacity;
+        let region = self.ring.region;
+        let mut pos = self.head & self.ring.mask();
+        let mut skip = 0;
+        // SAFETY: `pos` is 8-byte aligned (indices advance by multiples of 8, checked above)
+        // and below capacity; the word is published (avail > 0).
+        let mut word = unsafe { region.read_u64(pos as usize) };
+        if word & PAD != 0 {
+            skip = cap - pos;
+            if word != PAD | (skip - RECORD_HEADER) || skip >= avail {
+                return Err(self.corrupt(Corruption::new("bad padding record", word)));
+            }
+            pos = 0;
+            // SAFETY: position 0 is aligned and published (avail > skip).
+            word = unsafe { region.read_u64(0) };
+        }
+        if word >> 32 != 0 {
+            return Err(self.corrupt(Corruption::new("bad record header", word)));
+        }
+        let len = word;
+        let rec = record_size(len);
+        if len > self.ring.max_message || rec > cap - pos || skip + rec > avail {
+            return Err(self.corrupt(Corruption::new("record length out of range", len)));
+        }
+        Ok(Some(Peeked {
+            off: pos + RECORD_HEADER,
+            len,
+            advance: skip + rec,
+        }))
+    }
+
+    #[cold]
+    pub(super) fn corrupt(&mut self, c: Corruption) -> Corruption {
+        self.ep.corrupt(&self.ring.storage, c)
+    }
+
+    /// `peek`, plus end-of-stream detection when nothing is there.
+    #[inline]
+    pub(super) fn poll_record(&mut self) -> Poll<Result<Peeked, RecvError>> {
+        match self.peek() {
+            Ok(Some(p)) => Poll::Ready(Ok(p)),
+            Err(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+            Ok(None) => {
+                let w = &self.ring.ctrl().wait;
+                if w.producer_closed.load(Ordering::Acquire) == 0 {
+                    return Poll::Pending;
+                }
+                // The producer closed after its last publish; look once more, since that
+                // publish may have happened after our first look.
+                match self.peek() {
+                    Ok(Some(p)) => Poll::Ready(Ok(p)),
+                    Ok(None) => Poll::Ready(Err(RecvError::Disconnected)),
+                    Err(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn message(&mut self, p: Peeked) -> Message<'_> {
+        // SAFETY: `p` was validated by `peek`: the payload lies inside the region and inside
+        // the published bytes, which the producer will not touch until we release them (the
+        // message borrows the consumer mutably, so release happens only on its drop).
+        let data = unsafe { self.ring.region.slice(p.off as usize, p.len as usize) };
+        Message {
+            consumer: self,
+            data: NonNull::from(data),
+            off: p.off as usize,
+            advance: p.advance,
+        }
+    }
+
+    /// Releases `advance` bytes (the record just read and any padding before it).
+    #[inline]
+    pub(super) fn release(&mut self, advance: u64) {
+        self.head = self.head.wrapping_add(advance);
+        self.store_head();
+    }
+
+    /// Publishes our `head` to the producer and wakes it if it sleeps.
+    #[inline]
+    pub(super) fn store_head(&mut self) {
+        let ctrl = self.ring.ctrl();
+        // SYNC POINT: Release pairs with the producer's Acquire load of `head` in
+        // `Producer::try_claim`: we are done reading before the space is reused.
+        ctrl.consumer.head.store(self.head, Ordering::Release);
+        ctrl.wait.writable.notify();
+    }
+
+    /// Receives the next message, waiting while the ring is empty. The returned guard derefs
+    /// to the payload, which stays in the ring (zero copy) until the guard is dropped.
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] once the producer is gone and everything it sent has been
+    /// received (end of stream).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.send(b"one")?;
+    /// tx.send(b"two")?;
+    /// drop(tx);
+    /// assert_eq!(&*rx.recv()?, b"one");
+    /// assert_eq!(&*rx.recv()?, b"two");
+    /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
+        match self.recv_deadline(Deadline::never()) {
+            Ok(p) => Ok(self.message(p)),
+            Err(RecvTimeoutError::Corrupted(c)) => Err(RecvError::Corrupted(c)),
+            // Without a deadline only end of stream ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Receives the next message if one is there.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing is there (more might arrive),
+    /// [`TryRecvError::Disconnected`] at end of stream.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// assert_eq!(rx.try_recv().unwrap_err(), shmring::TryRecvError::Empty);
+    /// tx.send(b"now")?;
+    /// assert_eq!(&*rx.try_recv()?, b"now");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
+        match self.poll_record() {
+            Poll::Ready(Ok(p)) => Ok(self.message(p)),
+            Poll::Ready(Err(e)) => Err(e.into()),
+            Poll::Pending => Err(self.empty_or_ended()),
+        }
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] if nothing arrived in time, otherwise as
+    /// [`recv`](Consumer::recv).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let e = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
+    /// assert_eq!(e, shmring::RecvTimeoutError::Timeout);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
+        let p = self.recv_deadline(Deadline::after(timeout))?;
+        Ok(self.message(p))
+    }
+
+    #[inline]
+    pub(super) fn recv_deadline(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
+        match self.poll_record() {
+            Poll::Ready(r) => return r.map_err(Into::into),
+            Poll::Pending => {}
+        }
+        self.recv_slow(deadline)
+    }
+
+    #[cold]
+    pub(super) fn recv_slow(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
+        // The wait channel lives in the control block, which `storage` keeps alive.
+        let ctrl = self.ring.ctrl_detached();
+        let readable = &ctrl.wait.readable;
+        let storage = self.ring.storage.clone();
+        let strategy = self.ep.strategy;
+        let mut stats = self.ep.stats;
+        // Copied out (and back) so the liveness lookups stay throttled across calls.
+        let mut throttle = self.ep.throttle;
+        let result = readable.wait(
+            strategy,
+            deadline,
+            &mut stats,
+            || self.poll_record(),
+            || {
+                if throttle.due() && storage.endpoint_gone(PRODUCER_SLOT) {
+                    // The producer died without closing: close for it; the next poll drains
+                    // what it published and then reports end of stream.
+                    ctrl.wait.producer_closed.store(1, Ordering::Release);
+                }
+                Poll::Pending
+            },
+        );
+        self.ep.stats = stats;
+        self.ep.throttle = throttle;
+        match result {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// What a non-blocking receive reports when nothing is there: `Empty`, unless the
+    /// producer died without closing (looked up at most once per slice) and the ring is
+    /// drained.
+    #[cold]
+    pub(super) fn empty_or_ended(&mut self) -> TryRecvError {
+        if !self
+            .ring
+            .peer_died(&mut self.ep, PRODUCER_SLOT, producer_closed)
+        {
+            return TryRecvError::Empty;
+        }
+        // Closed for it now; anything it published before dying is still delivered first.
+        match self.poll_record() {
+            Poll::Ready(Err(RecvError::Corrupted(c))) => TryRecvError::Corrupted(c),
+            Poll::Ready(Err(RecvError::Disconnected)) => TryRecvError::Disconnected,
+            _ => TryRecvError::Empty,
+        }
+    }
+
+    /// Hands up to `max` waiting messages to `f`, in order, without waiting, and releases
+    /// their space with a single index store. Returns how many messages were handled.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if no message was waiting, [`TryRecvError::Disconnected`] at
+    /// end of stream (only when nothing was handled).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.send(b"a")?;
+    /// tx.send(b"bc")?;
+    /// let mut total = 0;
+    /// assert_eq!(rx.drain(10, |m| total += m.len())?, 2);
+    /// assert_eq!(total, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        // Publishes what was consumed even if `f` panics, so neither side waits for space or
+        // records that the other has already handed over.
+        struct Release<'c> {
+            consumer: &'c mut Consumer,
+            start: u64,
+        }
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if self.consumer.head != self.start {
+                    self.consumer.store_head();
+                }
+            }
+        }
+        let start = self.head;
+        let guard = Release {
+            consumer: self,
+            start,
+        };
+        let c = &mut *guard.consumer;
+        let mut n = 0;
+        let mut outcome = Ok(());
+        while n < max {
+            match c.poll_record() {
+                Poll::Ready(Ok(p)) => {
+                    // SAFETY: validated by `peek`; the record stays ours until `store_head`.
+                    let data = unsafe { c.ring.region.slice(p.off as usize, p.len as usize) };
+                    f(data);
+                    c.ring.region.track_read(p.off as usize, p.len as usize);
+                    c.head = c.head.wrapping_add(p.advance);
+                    n += 1;
+                }
+                Poll::Ready(Err(e)) => {
+                    outcome = Err(e);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        drop(guard);
+        match outcome {
+            Err(RecvError::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
+            _ if n > 0 => Ok(n),
+            Err(RecvError::Disconnected) => Err(TryRecvError::Disconnected),
+            Ok(()) => Err(self.empty_or_ended()),
+        }
+    }
+
+    /// An iterator that receives messages (copied into `Vec`s) until end of stream.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// for w in ["a", "b", "c"] {
+    ///     tx.send(w.as_bytes())?;
+    /// }
+    /// drop(tx);
+    /// let all: Vec<Vec<u8>> = rx.iter().collect();
+    /// assert_eq!(all, [b"a", b"b", b"c"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter {
+            consumer: self,
+            error: None,
+        }
+    }
+
+    /// Whether the producer has closed or died; messages may still be waiting. Looks at the
+    /// producer's process at most once per 100 ms.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring
+            .peer_closed(&self.ep, PRODUCER_SLOT, producer_closed)
+    }
+
+    /// Closes the consumer: later sends fail with `Disconnected`. Dropping does the same.
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// rx.close();
+    /// assert!(tx.send(b"x").unwrap_err().is_disconnected());
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn close(mut self) {
+        self.close_inner();
+    }
+
+    pub(super) fn close_inner(&mut self) {
+        if !self.ep.begin_close() {
+            // An inherited copy in a forked child (see `Producer::close`): only unmap.
+            return;
+        }
+        let w = &self.ring.ctrl().wait;
+        w.consumer_closed.store(1, Ordering::Release);
+        w.writable.notify_closed();
+        self.ring.storage.detach(CONSUMER_SLOT);
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.close_inner();
+    }
+}

@@ -1,0 +1,217 @@
+//! What the SPSC handles lend out: a grant of room to write in place, a batch of unpublished
+//! messages, a received message read in place, and the receiving iterator.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+use super::producer::Claim;
+use super::{Consumer, Producer};
+use crate::error::{CommitError, Corruption, RecvError, SendError, TrySendError};
+use crate::sync::Deadline;
+use crate::sync::Ordering;
+
+/// Room in the ring, reserved for writing a message in place. Derefs to the reserved bytes.
+/// Publish with [`commit`](WriteGrant::commit); dropping the grant publishes nothing.
+pub struct WriteGrant<'a> {
+    pub(super) producer: &'a mut Producer,
+    pub(super) claim: Claim,
+    pub(super) buf: NonNull<[u8]>,
+}
+
+impl fmt::Debug for WriteGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteGrant")
+            .field("len", &self.claim.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriteGrant<'_> {
+    /// Publishes the first `len` bytes of the grant as one message.
+    ///
+    /// # Errors
+    /// [`CommitError::TooLong`] if `len` exceeds the grant, [`CommitError::Disconnected`] if
+    /// the consumer went away meanwhile (nothing is published in either case).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let mut g = tx.reserve(8)?;
+    /// g[..3].copy_from_slice(b"abc");
+    /// assert!(g.commit(3).is_ok());
+    /// assert_eq!(&*rx.recv()?, b"abc");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit(self, len: usize) -> Result<(), CommitError> {
+        if len as u64 > self.claim.len {
+            return Err(CommitError::TooLong {
+                len,
+                granted: self.claim.len as usize,
+            });
+        }
+        let p = self.producer;
+        if p.ring.ctrl().wait.consumer_closed.load(Ordering::Acquire) != 0 {
+            return Err(CommitError::Disconnected);
+        }
+        p.publish(self.claim, len as u64);
+        Ok(())
+    }
+
+    /// Size of the grant in bytes.
+    pub fn len(&self) -> usize {
+        self.claim.len as usize
+    }
+
+    /// Whether the grant holds no bytes (a reservation of 0).
+    pub fn is_empty(&self) -> bool {
+        self.claim.len == 0
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `buf` is the claimed range, exclusively ours while the grant (which borrows
+        // the producer mutably) lives.
+        unsafe { self.buf.as_ref() }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `deref`; `&mut self` makes the access unique.
+        unsafe { self.buf.as_mut() }
+    }
+}
+
+/// Messages written but not yet published; see [`Producer::batch`]. Dropping the batch
+/// publishes what it holds.
+pub struct Batch<'a> {
+    pub(super) producer: &'a mut Producer,
+}
+
+impl fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field(
+                "unpublished_bytes",
+                &(self.producer.tail - self.producer.published),
+            )
+            .finish()
+    }
+}
+
+impl Batch<'_> {
+    /// Writes a message into the batch if there is room now (it is published later).
+    ///
+    /// # Errors
+    /// As [`Producer::try_send`]; on `Full` the messages already in the batch stay pending
+    /// (call [`Batch::publish`] or use [`Batch::send`]).
+    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+        let p = &mut *self.producer;
+        match p.try_claim_once(msg.len()) {
+            Ok(claim) => {
+                p.write_payload(claim, msg);
+                p.write_record(claim, msg.len() as u64);
+                Ok(())
+            }
+            Err(e) => Err(e.into_try_send(msg)),
+        }
+    }
+
+    /// Writes a message into the batch; if the ring is full, publishes the batch so far and
+    /// waits for room.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        let p = &mut *self.producer;
+        match p.claim(msg.len(), Deadline::never()) {
+            Ok(claim) => {
+                p.write_payload(claim, msg);
+                p.write_record(claim, msg.len() as u64);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send(msg)),
+        }
+    }
+
+    /// Publishes the messages written so far.
+    pub fn publish(&mut self) {
+        self.producer.flush();
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.producer.flush();
+    }
+}
+
+/// A received message, still in the ring. Derefs to its payload; its space is released to
+/// the producer when the guard is dropped.
+///
+/// The bytes are read in place, in memory the producer's process can write. A producer that
+/// follows the protocol never touches them until they are released; if the peer is not
+/// trusted, copy the message before validating it (a hostile peer could change it between
+/// the check and the use).
+pub struct Message<'a> {
+    pub(super) consumer: &'a mut Consumer,
+    pub(super) data: NonNull<[u8]>,
+    /// Region offset of the payload.
+    pub(super) off: usize,
+    pub(super) advance: u64,
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("len", &self.len()).finish()
+    }
+}
+
+impl Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload is published and not released while the guard lives.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl Drop for Message<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let c = &mut *self.consumer;
+        // Marks the end of our read for loom's race detector.
+        c.ring.region.track_read(self.off, self.data.len());
+        c.release(self.advance);
+    }
+}
+
+/// Iterator returned by [`Consumer::iter`]. Ends at end of stream, or at corruption (then
+/// [`Iter::error`] says what was wrong).
+#[derive(Debug)]
+pub struct Iter<'a> {
+    pub(super) consumer: &'a mut Consumer,
+    pub(super) error: Option<Corruption>,
+}
+
+impl Iter<'_> {
+    /// The corruption that ended the iteration, if any.
+    pub fn error(&self) -> Option<Corruption> {
+        self.error
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        match self.consumer.recv() {
+            Ok(m) => Some(m.to_vec()),
+            Err(RecvError::Disconnected) => None,
+            Err(RecvError::Corrupted(c)) => {
+                self.error = Some(c);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Single-producer single-consumer ring of variable-length messages.
+//!
+//! # Algorithm
+//!
+//! The data region is `capacity` bytes (a power of two). Two indices count bytes and only grow:
+//! `tail` (written by the producer: bytes published) and `head` (written by the consumer: bytes
+//! released). `tail - head` bytes are in use; the position of an index is `index & (capacity -
+//! 1)`. Each side keeps its own index in private memory and a cached copy of the other side's,
+//! which it reloads only when the cache says the ring is full (producer) or empty (consumer),
+//! so in steady state each side touches the other's cache line once per batch, not per
+//! message.
+//!
+//! A message is a record: an 8-byte header word (payload length in the low 32 bits, flags in
+//! the high bits) followed by the payload, padded to 8 bytes. Every record is one contiguous
+//! slice of the region: when a record does not fit before the end of the region, the producer
+//! first writes a *padding record* (flag `PAD`) that covers the rest of the region and puts
+//! the record at position 0. Padding was chosen over mapping the region twice back to back
+//! because it works unchanged on the heap (and therefore under loom) and needs no second
+//! mapping per process; its cost is that a message may be at most `capacity / 2 - 8` bytes,
+//! which guarantees that a record plus padding always fits in an empty ring.
+//!
+//! Publishing: the producer writes the record (and padding) into free space, then stores the
+//! new `tail` with Release; the consumer loads `tail` with Acquire before it reads a record.
+//! Releasing: the consumer stores the new `head` with Release after it is done with a record;
+//! the producer loads `head` with Acquire before it reuses that space.
+//!
+//! Everything read from shared memory is checked before use: `tail - head` must lie within
+//! `0..=capacity`, a record's length within the ring's maximum and within the published bytes,
+//! a padding record must end exactly at the end of the region. A violation is reported as
+//! [`Corruption`](crate::Corruption) and the handle stops using the ring; nothing is read or
+//! written outside the region.
+//!
+//! Blocking uses two [`EventCount`]s (`readable`, `writable`), see `sync::waiter`.
+//!
+//! # Ends of the stream
+//!
+//! Like a pipe: when the producer closes (or is dropped, or dies), the consumer receives what
+//! is left and then gets `Disconnected`. When the consumer closes (or dies), sends fail with
+//! `Disconnected` and hand the message back. A peer that dies without closing is noticed by a
+//! blocked waiter within [`SLICE`](crate::sync::waiter::SLICE) of sleep (a few hundred
+//! milliseconds at most), by checking the pid and start time recorded in the endpoint table.
+//!
+//! # Files
+//!
+//! `ring` holds the control block, the record format and how a ring is built; `producer` and
+//! `consumer` the two handles and their half of the algorithm; `guards` what they lend out
+//! (grants, batches, messages, iterators).
+
+mod consumer;
+mod guards;
+mod producer;
+mod ring;
+
+pub use consumer::Consumer;
+pub use guards::{Batch, Iter, Message, WriteGrant};
+pub use producer::Producer;
+
+pub use crate::geometry::{MAX_CAPACITY, MIN_CAPACITY, max_message_for};
+
+use crate::config::Config;
+use crate::error::OpenError;
+use ring::Ring;
+
+/// Creates an in-process ring on the heap, for two threads.
+///
+/// # Errors
+/// [`InvalidConfig`](crate::OpenError::InvalidConfig) when the configuration describes no
+/// valid ring.
+///
+/// ```
+/// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default().capacity(4096))?;
+/// let t = std::thread::spawn(move || {
+///     for i in 0u32..1000 {
+///         tx.send(&i.to_le_bytes()).unwrap();
+///     }
+/// });
+/// let mut n = 0u32;
+/// while let Ok(msg) = rx.recv() {
+///     assert_eq!(*msg, n.to_le_bytes());
+///     n += 1;
+/// }
+/// assert_eq!(n, 1000);
+/// t.join().unwrap();
+/// # Ok::<(), shmring::OpenError>(())
+/// ```
+pub fn channel(config: &Config) -> Result<(Producer, Consumer), OpenError> {
+    let (p, c) = Ring::on_heap(config)?;
+    Ok((
+        Producer::new(p, config.wait_strategy),
+        Consumer::new(c, config.wait_strategy),
+    ))
+}
+
+/// Creates a named ring without attaching either end: a producer and a consumer attach
+/// later with [`Producer::open`] and [`Consumer::open`] (like `mkfifo`). Until the consumer
+/// attaches, a producer that fills the ring waits for it.
+///
+/// # Errors
+/// As [`Producer::create`].
+///
+/// ```
+/// use shmring::{spsc, Config};
+/// let name = format!("/shmring-doc-mkring-{}", std::process::id());
+/// spsc::create(&name, Config::default().capacity(4096))?;
+/// let mut tx = spsc::Producer::open(&name)?;
+/// let mut rx = spsc::Consumer::open(&name)?;
+/// shmring::unlink(&name)?;
+/// tx.send(b"hi")?;
+/// assert_eq!(&*rx.recv()?, b"hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn create(name: &str, config: impl std::borrow::Borrow<Config>) -> Result<(), OpenError> {
+    Ring::create(Some(name), config.borrow(), None).map(drop)
+}

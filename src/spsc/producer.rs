@@ -1,0 +1,608 @@
+//! The producer: claims space, writes records, publishes them; waits while the ring is full.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use super::guards::{Batch, WriteGrant};
+use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, consumer_closed, record_size};
+use crate::config::Config;
+use crate::endpoint::EndpointState;
+use crate::error::{ClaimError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError};
+use crate::geometry::{RECORD_HEADER, SpscRules};
+use crate::shm;
+use crate::storage::ROLE_PRODUCER;
+use crate::sync::waiter::{Poll, SLICE, WaitStats, WaitStrategy};
+use crate::sync::{Deadline, Ordering, weaken};
+
+/// The result of claiming space for a record.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Claim {
+    /// Bytes of padding before the record (0, or up to the end of the region).
+    pub(super) pad: u64,
+    /// Region offset of the record header.
+    pub(super) at: u64,
+    /// Payload bytes granted.
+    pub(super) len: u64,
+}
+
+/// Why space could not be claimed.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum NoSpace {
+    Full,
+    Disconnected,
+    Corrupted(Corruption),
+}
+
+/// The sending end of an SPSC ring.
+///
+/// Not `Clone` and not `Sync`; methods take `&mut self` because the producer caches the
+/// consumer's index. It may be sent to another thread.
+pub struct Producer {
+    pub(super) ring: Ring,
+    /// Our own index: bytes written. Ahead of `published` only inside a [`Batch`].
+    pub(super) tail: u64,
+    /// Bytes published (equal to the shared `tail`).
+    pub(super) published: u64,
+    /// Last value of the consumer's `head` we loaded; at most the real one.
+    pub(super) head_cache: u64,
+    /// Set once corruption was found; every later call reports it.
+    /// Liveness throttle, fork guard, corruption, wait strategy and statistics.
+    pub(super) ep: EndpointState,
+}
+
+// SAFETY: the producer's raw pointers refer to memory kept alive by `ring.storage` (an Arc),
+// and only the producer writes the producer side of the ring; moving it to another thread does
+// not create a second producer.
+unsafe impl Send for Producer {}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.ring.capacity)
+            .field("max_message", &self.ring.max_message)
+            .field("tail", &self.tail)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    pub(super) fn new(ring: Ring, strategy: WaitStrategy) -> Producer {
+        let tail = ring.ctrl().producer.tail.load(Ordering::Acquire);
+        let head_cache = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        // An opened ring's indices come from shared memory: check them before the first use
+        // (positions must be record aligned, and the used bytes within the capacity).
+        let broken = (tail % 8 != 0
+            || head_cache % 8 != 0
+            || head_cache > tail
+            || tail - head_cache > ring.capacity)
+            .then(|| Corruption::new("producer index out of range", tail));
+        Producer {
+            ring,
+            tail,
+            published: tail,
+            head_cache,
+            ep: EndpointState::new(strategy, SLICE).with_broken(broken),
+        }
+    }
+
+    /// Creates a named ring (exclusively: an existing name is an error) and returns its
+    /// producer. The consumer opens it by name with [`Consumer::open`].
+    ///
+    /// # Errors
+    /// [`OpenError`]: invalid name or configuration, `AlreadyExists`, `PermissionDenied`,
+    /// `NoSpace`, or an OS error.
+    ///
+    /// ```
+    /// use shmring::{spsc, Config};
+    /// let name = format!("/shmring-doc-create-{}", std::process::id());
+    /// let mut tx = spsc::Producer::create(&name, Config::default().capacity(1 << 16))?;
+    /// let mut rx = spsc::Consumer::open(&name)?; // normally in another process
+    /// shmring::unlink(&name)?;                   // the name can go once both are attached
+    /// tx.send(b"hello")?;
+    /// assert_eq!(&*rx.recv()?, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(
+        name: &str,
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Producer, OpenError> {
+        let config = config.borrow();
+        let ring = Ring::create(Some(name), config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
+        Ok(Producer::new(ring, config.wait_strategy))
+    }
+
+    /// Opens the producer end of an existing named ring (created by [`Consumer::create`]).
+    ///
+    /// # Errors
+    /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
+    /// `UnsupportedVersion`, `WrongKind`, `TooSmall`, `BadGeometry`, `StillInitialising`,
+    /// `Poisoned`), or `EndpointTaken` / `EndpointClosed` if a producer already attached.
+    ///
+    /// ```
+    /// use shmring::{spsc, Config};
+    /// let name = format!("/shmring-doc-popen-{}", std::process::id());
+    /// let mut rx = spsc::Consumer::create(&name, Config::default())?;
+    /// let mut tx = spsc::Producer::open(&name)?;
+    /// shmring::unlink(&name)?;
+    /// assert!(matches!(spsc::Producer::open(&name), Err(shmring::OpenError::NotFound(_))));
+    /// tx.send(b"x")?;
+    /// assert_eq!(&*rx.recv()?, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Producer, OpenError> {
+        let opened = shm::open::<SpscRules>(name)?;
+        let ring = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+        Ok(Producer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Attaches as the producer of a ring given by a file descriptor, such as the memfd of an
+    /// anonymous ring received over a Unix socket or inherited across `exec`.
+    ///
+    /// # Errors
+    /// As [`Producer::open`].
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Producer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd)?;
+        let ring = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+        Ok(Producer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Creates an anonymous ring on a sealed memfd and returns its producer. Hand the fd
+    /// ([`Producer::fd`]) to another process, which attaches with [`Consumer::from_fd`].
+    ///
+    /// # Errors
+    /// As [`Producer::create`].
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use shmring::{spsc, Config};
+    /// let mut tx = spsc::Producer::create_anonymous(Config::default())?;
+    /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let mut rx = spsc::Consumer::from_fd(fd)?; // normally in another process
+    /// tx.send(b"over a memfd")?;
+    /// assert_eq!(&*rx.recv()?, b"over a memfd");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_anonymous(
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<Producer, OpenError> {
+        let config = config.borrow();
+        let ring = Ring::create(None, config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
+        Ok(Producer::new(ring, config.wait_strategy))
+    }
+
+    /// The file descriptor of the shared-memory object (`None` for heap rings).
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ring.storage.fd()
+    }
+
+    /// Capacity of the data region in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+
+    /// Largest message this ring accepts, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_message as usize
+    }
+
+    /// How blocked calls wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.ep.strategy = strategy;
+    }
+
+    /// How often this handle had to wait and sleep so far.
+    pub fn wait_stats(&self) -> WaitStats {
+        self.ep.stats
+    }
+
+    /// Whether the consumer has closed or died. It might close right after this returns
+    /// `false`. Looks at the consumer's process at most once per 100 ms.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring
+            .peer_closed(&self.ep, CONSUMER_SLOT, consumer_closed)
+    }
+
+    /// Tries to claim room for a record with a `len`-byte payload, without waiting.
+    #[inline]
+    pub(super) fn try_claim(&mut self, len: u64) -> Result<Claim, NoSpace> {
+        if let Some(c) = self.ep.broken {
+            return Err(NoSpace::Corrupted(c));
+        }
+        let ctrl = self.ring.ctrl();
+        if ctrl.wait.consumer_closed.load(Ordering::Acquire) != 0 {
+            return Err(NoSpace::Disconnected);
+        }
+        let cap = self.ring.capacity;
+        let pos = self.tail & self.ring.mask();
+        let rec = record_size(len);
+        let to_end = cap - pos;
+        let (pad, at) = if rec <= to_end { (0, pos) } else { (to_end, 0) };
+        let need = pad + rec;
+        let slack = if cfg!(shmring_mutant = "full_off_by_one") {
+            8
+        } else {
+            0
+        };
+        let fits = |used: u64| need <= cap - used + slack;
+        if !fits(self.tail.wrapping_sub(self.head_cache)) {
+            // SYNC POINT: Acquire pairs with the consumer's Release store of `head` in
+            // `Consumer::release`: the consumer is done with the bytes we are about to reuse.
+            let order = weaken(cfg!(shmring_mutant = "relaxed_head"), Ordering::Acquire);
+            let head = ctrl.consumer.head.load(order);
+            let used = self.tail.wrapping_sub(head);
+            if head < self.head_cache || used > cap || used % 8 != 0 {
+                return Err(NoSpace::Corrupted(
+                    self.corrupt(Corruption::new("consumer index out of range", head)),
+                ));
+            }
+            self.head_cache = head;
+            if !fits(used) {
+                return Err(NoSpace::Full);
+            }
+        }
+        Ok(Claim { pad, at, len })
+    }
+
+    /// `try_claim` for the non-blocking calls: a full ring whose consumer died without
+    /// closing is reported as disconnected (checked at most once per slice).
+    #[inline]
+    pub(super) fn try_claim_once(&mut self, len: usize) -> Result<Claim, ClaimError> {
+        let len = self.check_size(len)?;
+        match self.try_claim(len) {
+            Ok(c) => Ok(c),
+            Err(NoSpace::Full)
+                if self
+                    .ring
+                    .peer_died(&mut self.ep, CONSUMER_SLOT, consumer_closed) =>
+            {
+                Err(ClaimError::Disconnected)
+            }
+            Err(NoSpace::Full) => Err(ClaimError::Full),
+            Err(NoSpace::Disconnected) => Err(ClaimError::Disconnected),
+            Err(NoSpace::Corrupted(c)) => Err(ClaimError::Corrupted(c)),
+        }
+    }
+
+    /// Refuses a message larger than the ring's maximum.
+    #[inline]
+    pub(super) fn check_size(&self, len: usize) -> Result<u64, ClaimError> {
+        if len as u64 > self.ring.max_message {
+            return Err(ClaimError::TooLarge {
+                len,
+                max: self.ring.max_message as usize,
+            });
+        }
+        Ok(len as u64)
+    }
+
+    #[cold]
+    pub(super) fn corrupt(&mut self, c: Corruption) -> Corruption {
+        self.ep.corrupt(&self.ring.storage, c)
+    }
+
+    /// Checks the size, then claims room, waiting per the strategy up to `deadline`.
+    #[inline]
+    pub(super) fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Claim, ClaimError> {
+        let len = self.check_size(len)?;
+        let first = match self.try_claim(len) {
+            Ok(c) => return Ok(c),
+            Err(NoSpace::Full) => deadline,
+            Err(NoSpace::Disconnected) => return Err(ClaimError::Disconnected),
+            Err(NoSpace::Corrupted(c)) => return Err(ClaimError::Corrupted(c)),
+        };
+        self.claim_slow(len, first)
+    }
+
+    #[cold]
+    pub(super) fn claim_slow(&mut self, len: u64, deadline: Deadline) -> Result<Claim, ClaimError> {
+        // Never wait on records the consumer cannot see yet (an unpublished batch).
+        self.flush();
+        // The wait channel lives in the shared control block, not in `self`.
+        // The wait channel lives in the control block, which `storage` keeps alive.
+        let ctrl = self.ring.ctrl_detached();
+        let writable = &ctrl.wait.writable;
+        let storage = self.ring.storage.clone();
+        let strategy = self.ep.strategy;
+        let mut stats = self.ep.stats;
+        // Copied out (and back) so the liveness lookups stay throttled across calls.
+        let mut throttle = self.ep.throttle;
+        let result = writable.wait(
+            strategy,
+            deadline,
+            &mut stats,
+            || match self.try_claim(len) {
+                Ok(c) => Poll::Ready(Ok(c)),
+                Err(NoSpace::Full) => Poll::Pending,
+                Err(NoSpace::Disconnected) => Poll::Ready(Err(ClaimError::Disconnected)),
+                Err(NoSpace::Corrupted(c)) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+            },
+            || {
+                if throttle.due() && storage.endpoint_gone(CONSUMER_SLOT) {
+                    // The consumer died without closing: close for it; the next poll reports
+                    // the disconnect.
+                    ctrl.wait.consumer_closed.store(1, Ordering::Release);
+                }
+                Poll::Pending
+            },
+        );
+        self.ep.stats = stats;
+        self.ep.throttle = throttle;
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(ClaimError::Timeout),
+        }
+    }
+
+    /// Publishes a claimed record with a `len`-byte payload (`len <= claim.len`).
+    #[inline]
+    pub(super) fn publish(&mut self, claim: Claim, len: u64) {
+        self.write_record(claim, len);
+        self.flush();
+    }
+
+    /// Writes the headers of a claimed record and advances our private tail; the record is
+    /// visible to the consumer only after [`Producer::flush`].
+    #[inline]
+    pub(super) fn write_record(&mut self, claim: Claim, len: u64) {
+        let region = self.ring.region;
+        let mask = self.ring.mask();
+        if claim.pad != 0 {
+            // SAFETY: the padding starts at our tail's position, which is 8-byte aligned and
+            // inside free space that `try_claim` found room for.
+            unsafe {
+                region.write_u64(
+                    (self.tail & mask) as usize,
+                    PAD | (claim.pad - RECORD_HEADER),
+                )
+            };
+        }
+        // SAFETY: `claim.at` is an aligned record position inside the claimed free space.
+        unsafe { region.write_u64(claim.at as usize, len) };
+        region.track_write(claim.at as usize + 8, len as usize);
+        self.tail = self.tail.wrapping_add(claim.pad + record_size(len));
+    }
+
+    /// Publishes every record written so far with one Release store, and wakes the consumer
+    /// if it sleeps.
+    #[inline]
+    pub(super) fn flush(&mut self) {
+        if self.tail == self.published {
+            return;
+        }
+        self.published = self.tail;
+        let ctrl = self.ring.ctrl();
+        // SYNC POINT: Release pairs with the consumer's Acquire load of `tail` in
+        // `Consumer::peek`: the records (headers and payloads) are visible before the index.
+        let order = weaken(cfg!(shmring_mutant = "relaxed_tail"), Ordering::Release);
+        ctrl.producer.tail.store(self.tail, order);
+        ctrl.wait.readable.notify();
+    }
+
+    /// Starts a batch: messages sent through it are written at once but published together,
+    /// with a single index store and at most one wake-up, when the batch is published or
+    /// dropped. Useful for many small messages.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// {
+    ///     let mut batch = tx.batch();
+    ///     for i in 0u8..10 {
+    ///         batch.try_send(&[i]).map_err(std::io::Error::from)?;
+    ///     }
+    ///     assert!(rx.try_recv().is_err()); // nothing published yet
+    ///     batch.publish();
+    /// }
+    /// let mut got = Vec::new();
+    /// rx.drain(usize::MAX, |m| got.push(m[0]))?;
+    /// assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch { producer: self }
+    }
+
+    /// Sends a message, waiting while the ring is full.
+    ///
+    /// # Errors
+    /// [`SendError::Disconnected`] if the consumer is gone, [`SendError::TooLarge`] if the
+    /// message exceeds [`max_message`](Producer::max_message); both hand the message back.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.send(b"ping")?;
+    /// drop(rx);
+    /// let err = tx.send(b"lost?").unwrap_err();
+    /// assert!(err.is_disconnected());
+    /// assert_eq!(err.into_inner(), b"lost?");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        match self.claim(msg.len(), Deadline::never()) {
+            Ok(claim) => {
+                self.write_and_publish(claim, msg);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send(msg)),
+        }
+    }
+
+    /// Sends a message if there is room now.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] if there is no room right now (the ring might not be full for
+    /// long), otherwise as [`send`](Producer::send). The message is handed back.
+    ///
+    /// ```
+    /// use shmring::{spsc, Config, TrySendError};
+    /// let (mut tx, _rx) = spsc::channel(&Config::default().capacity(64))?;
+    /// tx.try_send(&[1; 24])?; // 32-byte record
+    /// tx.try_send(&[2; 24])?; // the ring is now full
+    /// assert!(matches!(tx.try_send(&[3; 24]), Err(TrySendError::Full(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+        match self.try_claim_once(msg.len()) {
+            Ok(claim) => {
+                self.write_and_publish(claim, msg);
+                Ok(())
+            }
+            Err(e) => Err(e.into_try_send(msg)),
+        }
+    }
+
+    /// Sends a message, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] if there was still no room, otherwise as
+    /// [`send`](Producer::send). The message is handed back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmring::{spsc, Config, SendTimeoutError};
+    /// let (mut tx, _rx) = spsc::channel(&Config::default().capacity(32))?;
+    /// tx.send(&[0; 8])?;
+    /// tx.send(&[0; 8])?;
+    /// let e = tx.send_timeout(&[0; 8], Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(e, SendTimeoutError::Timeout(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_timeout<'m>(
+        &mut self,
+        msg: &'m [u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<&'m [u8]>> {
+        match self.claim(msg.len(), Deadline::after(timeout)) {
+            Ok(claim) => {
+                self.write_and_publish(claim, msg);
+                Ok(())
+            }
+            Err(e) => Err(e.into_send_timeout(msg)),
+        }
+    }
+
+    #[inline]
+    pub(super) fn write_and_publish(&mut self, claim: Claim, msg: &[u8]) {
+        self.write_payload(claim, msg);
+        self.publish(claim, msg.len() as u64);
+    }
+
+    #[inline]
+    pub(super) fn write_payload(&mut self, claim: Claim, msg: &[u8]) {
+        // SAFETY: the payload range follows the claimed record header, inside the claimed
+        // free space, which only the producer touches until it is published.
+        let dst = unsafe { self.ring.region.slice_mut(claim.at as usize + 8, msg.len()) };
+        crate::sync::region::copy_in(dst, msg);
+    }
+
+    /// Reserves room for a message of up to `len` bytes and returns it for writing in place
+    /// (zero copy); waits while the ring is full. Nothing is published until
+    /// [`WriteGrant::commit`]; dropping the grant publishes nothing.
+    ///
+    /// The grant's bytes hold whatever the region held before (old messages), not zeros.
+    ///
+    /// # Errors
+    /// As [`send`](Producer::send) (the handed-back value is `()`).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let mut g = tx.reserve(64)?;
+    /// let n = {
+    ///     use std::io::Write;
+    ///     let mut w = &mut g[..];
+    ///     write!(w, "written in place").unwrap();
+    ///     64 - w.len()
+    /// };
+    /// g.commit(n)?;
+    /// assert_eq!(&*rx.recv()?, b"written in place");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError<()>> {
+        let claim = self
+            .claim(len, Deadline::never())
+            .map_err(|e| e.into_send(()))?;
+        Ok(self.grant(claim))
+    }
+
+    /// Reserves room for up to `len` bytes if there is room now.
+    ///
+    /// # Errors
+    /// As [`try_send`](Producer::try_send).
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError<()>> {
+        match self.try_claim_once(len) {
+            Ok(claim) => Ok(self.grant(claim)),
+            Err(e) => Err(e.into_try_send(())),
+        }
+    }
+
+    /// Reserves room for up to `len` bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Producer::send_timeout).
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteGrant<'_>, SendTimeoutError<()>> {
+        let claim = self
+            .claim(len, Deadline::after(timeout))
+            .map_err(|e| e.into_send_timeout(()))?;
+        Ok(self.grant(claim))
+    }
+
+    pub(super) fn grant(&mut self, claim: Claim) -> WriteGrant<'_> {
+        // SAFETY: the payload range lies in claimed free space (see `try_claim`), exclusively
+        // ours until published; the grant borrows `self` mutably, so no second claim can
+        // overlap it.
+        let buf = unsafe {
+            self.ring
+                .region
+                .slice_mut(claim.at as usize + 8, claim.len as usize)
+        };
+        WriteGrant {
+            producer: self,
+            claim,
+            buf: NonNull::from(buf),
+        }
+    }
+
+    /// Closes the producer: the consumer receives what was sent, then `Disconnected`.
+    /// Dropping the producer does the same.
+    ///
+    /// A handle inherited by a forked child is not that endpoint: dropping it in the child
+    /// only unmaps the ring (as closing an unused pipe end should not end the parent's
+    /// stream); the child must not use it.
+    ///
+    /// ```
+    /// let (tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// tx.close();
+    /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
+    /// # Ok::<(), shmring::OpenError>(())
+    /// ```
+    pub fn close(mut self) {
+        self.close_inner();
+    }
+
+    pub(super) fn close_inner(&mut self) {
+        if !self.ep.begin_close() {
+            // An inherited copy in a forked child: the endpoint belongs to the parent, which
+            // is still using it. Only unmap.
+            return;
+        }
+        self.flush();
+        let w = &self.ring.ctrl().wait;
+        // SYNC POINT: Release after our last publish: a consumer that sees the flag (Acquire)
+        // also sees the final tail.
+        w.producer_closed.store(1, Ordering::Release);
+        w.readable.notify_closed();
+        self.ring.storage.detach(PRODUCER_SLOT);
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.close_inner();
+    }
+}

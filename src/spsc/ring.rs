@@ -1,0 +1,247 @@
+//! The SPSC ring's shared state: the control block, the record format, and the view of the
+//! ring that both handles hold; how a ring is built on the heap or in shared memory.
+
+use std::ptr::NonNull;
+
+use crate::config::Config;
+use crate::endpoint::EndpointState;
+use crate::error::{Corruption, OpenError};
+use crate::geometry::{Geometry, RECORD_HEADER, SPSC_CONTROL_SIZE, SpscRules};
+use crate::shm::{self, Mapped};
+use crate::storage::{Refused, Storage};
+use crate::sync::heap::HeapRing;
+use crate::sync::region::Region;
+use crate::sync::waiter::EventCount;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Endpoint-table slot of the producer.
+pub(super) const PRODUCER_SLOT: usize = 0;
+/// Endpoint-table slot of the consumer.
+pub(super) const CONSUMER_SLOT: usize = 1;
+
+/// Flag bit of a padding record's header word.
+pub(super) const PAD: u64 = 1 << 63;
+
+/// Size of the record holding a `len`-byte payload.
+#[inline]
+pub(super) fn record_size(len: u64) -> u64 {
+    RECORD_HEADER + ((len + 7) & !7)
+}
+
+/// The producer's cache line.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(super) struct ProducerLine {
+    /// Bytes published so far. Written only by the producer (Release); read by the consumer
+    /// (Acquire) when its cached copy says the ring is empty.
+    pub(super) tail: AtomicU64,
+}
+
+/// The consumer's cache line.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(super) struct ConsumerLine {
+    /// Bytes released so far. Written only by the consumer (Release); read by the producer
+    /// (Acquire) when its cached copy says the ring is full.
+    pub(super) head: AtomicU64,
+}
+
+/// Rarely written words: the wait channels and the closed flags.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(super) struct WaitLine {
+    /// The consumer waits here for records; the producer notifies after publishing.
+    pub(super) readable: EventCount,
+    /// The producer waits here for space; the consumer notifies after releasing.
+    pub(super) writable: EventCount,
+    /// Non-zero once the producer closed (or was found dead). Written with Release after the
+    /// producer's last publish.
+    pub(super) producer_closed: AtomicU32,
+    /// Non-zero once the consumer closed (or was found dead).
+    pub(super) consumer_closed: AtomicU32,
+}
+
+/// The SPSC control block: three cache lines. In shared memory it sits right after the
+/// header page; all-zero bytes are its initial state.
+#[repr(C)]
+#[derive(Debug)]
+pub(super) struct Control {
+    pub(super) producer: ProducerLine,
+    pub(super) consumer: ConsumerLine,
+    pub(super) wait: WaitLine,
+}
+
+// The layout is a versioned contract between processes (checked in real builds; loom's
+// atomics are larger, and loom builds never map a ring).
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    if !crate::sync::MODEL_CHECKING {
+        assert!(offset_of!(Control, producer) == 0);
+        assert!(offset_of!(Control, consumer) == 128);
+        assert!(offset_of!(Control, wait) == 256);
+        assert!(size_of::<Control>() as u64 == SPSC_CONTROL_SIZE);
+        assert!(size_of::<EventCount>() == 8);
+    }
+};
+
+impl Control {
+    fn new() -> Control {
+        Control {
+            producer: ProducerLine {
+                tail: AtomicU64::new(0),
+            },
+            consumer: ConsumerLine {
+                head: AtomicU64::new(0),
+            },
+            wait: WaitLine {
+                readable: EventCount::new(),
+                writable: EventCount::new(),
+                producer_closed: AtomicU32::new(0),
+                consumer_closed: AtomicU32::new(0),
+            },
+        }
+    }
+}
+
+/// What both handles know about the ring: where it is and its validated shape.
+#[derive(Debug)]
+pub(super) struct Ring {
+    ctrl: NonNull<Control>,
+    pub(super) region: Region,
+    pub(super) capacity: u64,
+    pub(super) max_message: u64,
+    pub(super) storage: Storage,
+}
+
+impl Ring {
+    #[inline]
+    pub(super) fn ctrl(&self) -> &Control {
+        // SAFETY: `ctrl` points to a control block inside memory that `storage` keeps alive
+        // for as long as this `Ring`; it holds only atomics, valid for any bit pattern.
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    /// The control block, borrowed from the storage rather than from `self` (for the wait
+    /// loops, which poll through `&mut self` while they sleep on a word of it).
+    #[inline]
+    pub(super) fn ctrl_detached<'a>(&self) -> &'a Control {
+        // SAFETY: as `ctrl`; callers keep a clone of `storage` alive for `'a`.
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    #[inline]
+    pub(super) fn mask(&self) -> u64 {
+        self.capacity - 1
+    }
+
+    /// A ring on the heap, for two threads of this process.
+    pub(super) fn on_heap(config: &Config) -> Result<(Ring, Ring), OpenError> {
+        let (capacity, max_message) = config.spsc_geometry()?;
+        let parts = HeapRing::<Control>::build(Control::new(), capacity as usize, 0, 0, |_| ());
+        let ring = |storage: Storage| Ring {
+            ctrl: parts.ctrl,
+            region: parts.region,
+            capacity,
+            max_message,
+            storage,
+        };
+        Ok((ring(parts.storage.clone()), ring(parts.storage.clone())))
+    }
+
+    /// Creates a named (or anonymous) ring in shared memory; `creator`, if any, is the
+    /// endpoint slot and role this process takes.
+    pub(super) fn create(
+        name: Option<&str>,
+        config: &Config,
+        creator: Option<(usize, u32)>,
+    ) -> Result<Ring, OpenError> {
+        let (capacity, max_message) = config.spsc_geometry()?;
+        let g = Geometry::new::<SpscRules>(capacity, 0, max_message as u32, 2)
+            .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
+        // The control block of a fresh object is all zeros, its initial state.
+        let mapped = shm::create::<SpscRules>(name, &g, config.mode, creator, |_| {})?;
+        Ok(Ring::in_shm(&mapped))
+    }
+
+    fn in_shm(m: &Mapped) -> Ring {
+        Ring {
+            ctrl: m.control(),
+            region: m.region(),
+            capacity: m.geometry.capacity,
+            max_message: u64::from(m.geometry.max_message),
+            storage: m.storage(),
+        }
+    }
+
+    /// Attaches this process as the endpoint `slot` (with `role`) of an opened ring.
+    pub(super) fn attach(
+        m: Mapped,
+        slot: usize,
+        role: u32,
+        what: &'static str,
+    ) -> Result<Ring, OpenError> {
+        if m.geometry.endpoint_count != 2 {
+            return Err(OpenError::BadGeometry(Corruption::new(
+                "an SPSC ring has two endpoints",
+                u64::from(m.geometry.endpoint_count),
+            )));
+        }
+        let ring = Ring::in_shm(&m);
+        let registry = ring.storage.registry().ok_or(OpenError::Incompatible(
+            "a shared ring without an endpoint table",
+        ))?;
+        registry
+            .attach(slot, role)
+            .map_err(|refused| match refused {
+                Refused::Closed => OpenError::EndpointClosed(what),
+                Refused::Taken => OpenError::EndpointTaken(what),
+            })?;
+        Ok(ring)
+    }
+}
+
+impl Ring {
+    /// For calls that found nothing to do: whether the peer in `slot` died without closing
+    /// (looked up at most once per throttle interval). If so, closes the ring for it by
+    /// setting `closed_flag`, as the peer would have.
+    #[cold]
+    pub(super) fn peer_died(
+        &self,
+        ep: &mut EndpointState,
+        slot: usize,
+        closed_flag: fn(&Control) -> &AtomicU32,
+    ) -> bool {
+        if !ep.peer_gone(&self.storage, slot) {
+            return false;
+        }
+        closed_flag(self.ctrl()).store(1, Ordering::Release);
+        true
+    }
+
+    /// `is_disconnected`: whether `closed_flag` is set, or (throttled, through `&self`) the
+    /// peer in `slot` died without closing, which then sets it.
+    pub(super) fn peer_closed(
+        &self,
+        ep: &EndpointState,
+        slot: usize,
+        closed_flag: fn(&Control) -> &AtomicU32,
+    ) -> bool {
+        let flag = closed_flag(self.ctrl());
+        if flag.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        if self.storage.is_shared() && ep.probe_due() && self.storage.endpoint_gone(slot) {
+            flag.store(1, Ordering::Release);
+            return true;
+        }
+        false
+    }
+}
+
+pub(super) fn consumer_closed(c: &Control) -> &AtomicU32 {
+    &c.wait.consumer_closed
+}
+
+pub(super) fn producer_closed(c: &Control) -> &AtomicU32 {
+    &c.wait.producer_closed
+}
