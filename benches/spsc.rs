@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
-use shmring::{Config, TryRecvError, WaitStrategy, mpmc, spsc};
+use shmring::{TryRecvError, WaitStrategy, mpmc, spsc};
 
 const RING_BYTES: usize = 64 * 1024;
 /// Slots of the MPMC ring and of ArrayQueue in the MPMC comparison.
@@ -65,7 +65,7 @@ where
 }
 
 fn shmring_transfer<const N: usize>(iters: u64, strategy: Option<WaitStrategy>) -> Duration {
-    let config = Config::default().capacity(RING_BYTES);
+    let config = shmring::spsc::Config::default().capacity_bytes(RING_BYTES);
     let (mut tx, mut rx) = spsc::channel(&config).expect("valid config");
     if let Some(s) = strategy {
         tx.set_wait_strategy(s);
@@ -106,7 +106,7 @@ fn shmring_transfer<const N: usize>(iters: u64, strategy: Option<WaitStrategy>) 
 }
 
 fn shmring_batch_transfer<const N: usize>(iters: u64) -> Duration {
-    let config = Config::default().capacity(RING_BYTES);
+    let config = shmring::spsc::Config::default().capacity_bytes(RING_BYTES);
     let (mut tx, mut rx) = spsc::channel(&config).expect("valid config");
     two_threads(
         move || {
@@ -231,7 +231,7 @@ fn send_recv(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(300));
     for size in [8usize, 64, 1024, 16 * 1024] {
         g.throughput(Throughput::Bytes(size as u64));
-        let config = Config::default().capacity(RING_BYTES);
+        let config = shmring::spsc::Config::default().capacity_bytes(RING_BYTES);
         let (mut tx, mut rx) = spsc::channel(&config).expect("valid config");
         let msg = vec![7u8; size];
         g.bench_with_input(BenchmarkId::new("shmring", size), &size, |b, _| {
@@ -276,7 +276,7 @@ fn reserve_commit(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(300));
     for size in [8usize, 64, 1024, 16 * 1024] {
         g.throughput(Throughput::Bytes(size as u64));
-        let config = Config::default().capacity(RING_BYTES);
+        let config = shmring::spsc::Config::default().capacity_bytes(RING_BYTES);
         let (mut tx, mut rx) = spsc::channel(&config).expect("valid config");
         g.bench_with_input(
             BenchmarkId::new("reserve+commit+recv", size),
@@ -305,10 +305,10 @@ fn reserve_commit(c: &mut Criterion) {
     g.finish();
 }
 
-fn mpmc_config<const N: usize>() -> Config {
-    Config::default()
+fn mpmc_config<const N: usize>() -> shmring::mpmc::Config {
+    shmring::mpmc::Config::default()
         .slots(MPMC_SLOTS)
-        .slot_size((N + 16).div_ceil(64) * 64)
+        .max_message_bytes((N + 16).div_ceil(64) * 64 - 16)
 }
 
 fn mpmc_transfer<const N: usize>(iters: u64) -> Duration {

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use shmring::{Config, OpenError, spsc};
+use shmring::{OpenError, spsc};
 
 fn main() {
     if let Err(e) = run() {
@@ -28,7 +28,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => 1_000_000,
     };
 
-    let mut tx = match spsc::Producer::create(&name, Config::default().capacity(1 << 20)) {
+    let mut tx = match spsc::Producer::create(
+        &name,
+        shmring::spsc::Config::default().capacity_bytes(1 << 20),
+    ) {
         Err(OpenError::AlreadyExists(_)) => {
             return Err(format!(
                 "{name} already exists (a previous run?); remove it with \

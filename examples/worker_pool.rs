@@ -13,7 +13,7 @@ use std::error::Error;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use shmring::{Config, mpmc};
+use shmring::mpmc;
 
 const WORKERS: u64 = 3;
 const JOBS: u64 = 20_000;
@@ -77,7 +77,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         jobs: format!("/shmring-pool-jobs-{pid}"),
         results: format!("/shmring-pool-results-{pid}"),
     };
-    let ring = Config::default().slots(256).slot_size(64);
+    let ring = shmring::mpmc::Config::default()
+        .slots(256)
+        .max_message_bytes(48);
     let mut jobs = mpmc::Sender::create(&names.jobs, ring)?;
     let mut results = mpmc::Receiver::create(&names.results, ring)?;
     // Holds the results ring's sending side open until the workers have attached to it (a

@@ -1,58 +1,56 @@
-//! Ring configuration.
+//! Ring configuration: one builder per ring kind, whose setters say their units.
 
 use crate::error::OpenError;
+use crate::geometry::{MAX_ENDPOINTS, SLOT_HEADER, check_mpmc, check_spsc, max_message_for};
 use crate::sync::waiter::WaitStrategy;
 
-/// How to build a ring. Start from `Config::default()` and adjust:
+/// How to build an SPSC ring ([`shmring::spsc::Config`](crate::spsc::Config)). Start from
+/// `Config::default()` and adjust:
 ///
 /// ```
-/// use shmring::{Config, WaitStrategy};
-/// let c = Config::default()
-///     .capacity(1 << 20)        // bytes of data region (SPSC), a power of two
-///     .max_message(64 * 1024)   // refuse larger messages
-///     .mode(0o600)              // permissions of a named object
+/// use shmring::{WaitStrategy, spsc};
+/// let config = spsc::Config::default()
+///     .capacity_bytes(1 << 20)        // data region, a power of two
+///     .max_message_bytes(64 * 1024)   // refuse larger messages
+///     .mode(0o600)                    // permissions of a named object
 ///     .wait_strategy(WaitStrategy::Adaptive);
-/// assert_eq!(c.get_capacity(), 1 << 20);
+/// let (mut tx, mut rx) = spsc::channel(&config)?;
+/// assert_eq!(tx.capacity(), 1 << 20);
+/// assert_eq!(rx.max_message(), 64 * 1024);
+/// # Ok::<(), shmring::OpenError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct SpscConfig {
     pub(crate) capacity: usize,
     pub(crate) max_message: Option<usize>,
     pub(crate) mode: u32,
     pub(crate) wait_strategy: WaitStrategy,
-    pub(crate) slots: usize,
-    pub(crate) slot_size: Option<usize>,
-    pub(crate) endpoints: usize,
 }
 
-impl Default for Config {
+impl Default for SpscConfig {
     /// 1 MiB of data region, the largest message the capacity allows, mode 0600, adaptive
-    /// waiting; for MPMC rings 1024 slots of 128 bytes and a registry of 64 endpoints.
+    /// waiting.
     fn default() -> Self {
-        Config {
+        SpscConfig {
             capacity: 1 << 20,
             max_message: None,
             mode: 0o600,
             wait_strategy: WaitStrategy::Adaptive,
-            slots: 1024,
-            slot_size: None,
-            endpoints: crate::geometry::MAX_ENDPOINTS,
         }
     }
 }
 
-impl Config {
-    /// Size of the data region in bytes (SPSC). Must be a power of two, at least 32.
-    pub fn capacity(mut self, bytes: usize) -> Self {
+impl SpscConfig {
+    /// Size of the data region in bytes: a power of two, at least 32
+    /// ([`spsc::MIN_CAPACITY`](crate::spsc::MIN_CAPACITY)).
+    pub fn capacity_bytes(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
         self
     }
 
-    /// Largest message the ring accepts. SPSC: defaults to, and may not exceed,
-    /// `capacity / 2 - 8` bytes (so that a message always fits, whatever the ring's
-    /// position). MPMC: defaults to, and may not exceed, the slot's payload
-    /// (`slot_size - 16`).
-    pub fn max_message(mut self, bytes: usize) -> Self {
+    /// Largest message payload the ring accepts, in bytes. Defaults to, and may not exceed,
+    /// `capacity / 2 - 8` (so that a message always fits, wherever the ring's position is).
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message = Some(bytes);
         self
     }
@@ -69,96 +67,120 @@ impl Config {
         self
     }
 
-    /// The configured capacity.
-    pub fn get_capacity(&self) -> usize {
-        self.capacity
+    /// Validated geometry: (capacity, max message).
+    pub(crate) fn spsc_geometry(&self) -> Result<(u64, u64), OpenError> {
+        let cap = self.capacity as u64;
+        let limit = max_message_for(self.capacity).min(u32::MAX as usize);
+        let max = self.max_message.unwrap_or(limit) as u64;
+        check_spsc(cap, max)
+            .map_err(|c| OpenError::InvalidConfig(format!("{c} (capacity {cap} bytes)")))?;
+        check_mode(self.mode)?;
+        Ok((cap, max))
     }
+}
 
-    /// Number of slots of an MPMC ring (default 1024). Must be a power of two, at least 2.
-    /// SPSC rings ignore it (they use [`capacity`](Config::capacity)).
-    ///
-    /// ```
-    /// let c = shmring::Config::default().slots(64).slot_size(256);
-    /// assert_eq!(c.get_slots(), 64);
-    /// ```
+/// How to build an MPMC ring ([`shmring::mpmc::Config`](crate::mpmc::Config)). Start from
+/// `Config::default()` and adjust:
+///
+/// ```
+/// use shmring::mpmc;
+/// let config = mpmc::Config::default()
+///     .slots(256)                 // messages in flight at most, a power of two
+///     .max_message_bytes(200)     // payload per message
+///     .endpoints(16);             // senders + receivers attached at once, at most
+/// let (tx, _rx) = mpmc::channel(&config)?;
+/// assert_eq!(tx.capacity(), 256);
+/// assert_eq!(tx.max_message(), 200);
+/// # Ok::<(), shmring::OpenError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MpmcConfig {
+    pub(crate) slots: usize,
+    pub(crate) max_message: usize,
+    pub(crate) endpoints: usize,
+    pub(crate) mode: u32,
+    pub(crate) wait_strategy: WaitStrategy,
+}
+
+impl Default for MpmcConfig {
+    /// 1024 slots for messages of up to 112 bytes (one 128-byte slot each), a registry of 64
+    /// endpoints, mode 0600, adaptive waiting.
+    fn default() -> Self {
+        MpmcConfig {
+            slots: 1024,
+            max_message: 128 - SLOT_HEADER,
+            endpoints: MAX_ENDPOINTS,
+            mode: 0o600,
+            wait_strategy: WaitStrategy::Adaptive,
+        }
+    }
+}
+
+impl MpmcConfig {
+    /// Number of slots, that is of messages in flight at most: a power of two, at least 2.
     pub fn slots(mut self, slots: usize) -> Self {
         self.slots = slots;
         self
     }
 
-    /// Bytes per slot of an MPMC ring, its 16-byte slot header included: a multiple of 64 (so
-    /// every slot starts on a cache line), at least 64, at most 16 MiB. A message may hold up
-    /// to `slot_size - 16` bytes. Default: the smallest multiple of 64 that holds
-    /// [`max_message`](Config::max_message) if that is set, else 128.
-    pub fn slot_size(mut self, bytes: usize) -> Self {
-        self.slot_size = Some(bytes);
+    /// Largest message payload, in bytes (at most 16 MiB - 16). Each slot takes this plus a
+    /// 16-byte header, rounded up to a multiple of 64 bytes (so every slot starts on a cache
+    /// line): 48 bytes of payload fill one line.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
         self
     }
 
-    /// Entries of an MPMC ring's endpoint registry (default and maximum 64, at least 2): how
-    /// many senders and receivers may be attached at once, over all processes. Every handle,
-    /// clones included, takes one entry while it lives.
+    /// Entries of the endpoint registry (default and maximum 64, at least 2): how many
+    /// senders and receivers may be attached at once, over all processes. Every handle,
+    /// `try_clone`s included, takes one entry while it lives.
     pub fn endpoints(mut self, entries: usize) -> Self {
         self.endpoints = entries;
         self
     }
 
-    /// The configured number of MPMC slots.
-    pub fn get_slots(&self) -> usize {
-        self.slots
+    /// Permission bits of a named object (default 0600: owner only).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
     }
 
-    /// Validated MPMC geometry: (slots, slot size, max message, registry entries).
+    /// How the creating handle waits when it must (default: spin briefly, then sleep).
+    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.wait_strategy = strategy;
+        self
+    }
+
+    /// Validated geometry: (slots, slot size, max message, registry entries).
     pub(crate) fn mpmc_geometry(&self) -> Result<(u64, u32, u32, u32), OpenError> {
-        let slot_size = match (self.slot_size, self.max_message) {
-            (Some(s), _) => s,
-            (None, Some(m)) => m
-                .checked_add(crate::geometry::SLOT_HEADER + 63)
-                .map_or(usize::MAX, |v| v / 64 * 64),
-            (None, None) => 128,
-        };
-        let slot_size = u32::try_from(slot_size)
-            .map_err(|_| OpenError::InvalidConfig(format!("slot size {slot_size} is too large")))?;
-        let payload = (slot_size as usize).saturating_sub(crate::geometry::SLOT_HEADER);
-        let max_message = self.max_message.unwrap_or(payload);
-        if max_message > payload {
-            return Err(OpenError::InvalidConfig(format!(
-                "max message {max_message} does not fit in a slot of {slot_size} bytes \
-                 (the slot header takes 16 bytes)"
-            )));
-        }
+        let max_message = self.max_message;
+        let slot_size = max_message
+            .checked_add(SLOT_HEADER + 63)
+            .map(|v| v / 64 * 64)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| {
+                OpenError::InvalidConfig(format!("max message of {max_message} bytes is too large"))
+            })?;
         let slots = self.slots as u64;
-        crate::geometry::check_mpmc(slots, slot_size, max_message as u32).map_err(|c| {
+        check_mpmc(slots, slot_size, max_message as u32).map_err(|c| {
             OpenError::InvalidConfig(format!("{c} ({slots} slots of {slot_size} bytes)"))
         })?;
-        if self.endpoints < 2 || self.endpoints > crate::geometry::MAX_ENDPOINTS {
+        if self.endpoints < 2 || self.endpoints > MAX_ENDPOINTS {
             return Err(OpenError::InvalidConfig(format!(
                 "endpoint registry of {} entries: must lie in 2..=64",
                 self.endpoints
             )));
         }
-        if self.mode & !0o777 != 0 {
-            return Err(OpenError::InvalidConfig(format!(
-                "mode {:o} has bits outside 0o777",
-                self.mode
-            )));
-        }
+        check_mode(self.mode)?;
         Ok((slots, slot_size, max_message as u32, self.endpoints as u32))
     }
+}
 
-    /// Validated SPSC geometry: (capacity, max message).
-    pub(crate) fn spsc_geometry(&self) -> Result<(u64, u64), OpenError> {
-        let cap = self.capacity as u64;
-        let limit = crate::geometry::max_message_for(self.capacity).min(u32::MAX as usize);
-        let max = self.max_message.unwrap_or(limit) as u64;
-        crate::geometry::check_spsc(cap, max)
-            .map_err(|c| OpenError::InvalidConfig(format!("{c} (capacity {cap} bytes)")))?;
-        if self.mode & !0o777 != 0 {
-            return Err(OpenError::InvalidConfig(format!(
-                "mode {:o} has bits outside 0o777",
-                self.mode
-            )));
-        }
-        Ok((cap, max))
+fn check_mode(mode: u32) -> Result<(), OpenError> {
+    if mode & !0o777 != 0 {
+        return Err(OpenError::InvalidConfig(format!(
+            "mode {mode:o} has bits outside 0o777"
+        )));
     }
+    Ok(())
 }

@@ -3,6 +3,11 @@
 //! stream"; setting up a ring has its own [`OpenError`] that names exactly what is wrong.
 //!
 //! `Debug` on the generic errors never requires `T: Debug` (the message is not printed).
+//!
+//! A send of a borrowed slice (`send(&[u8])`) fails with `SendError` (that is,
+//! `SendError<()>`): the caller still holds the message, and an error that borrows nothing is
+//! `'static`, `Send` and `Sync`, so `?` turns it into a `Box<dyn Error + Send + Sync>`, an
+//! `anyhow::Error` or an `io::Error` as it stands.
 
 use std::fmt;
 use std::io;
@@ -43,7 +48,7 @@ macro_rules! debug_without_payload {
 
 /// Error of a blocking send: the message is handed back.
 #[derive(thiserror::Error, PartialEq, Eq)]
-pub enum SendError<T> {
+pub enum SendError<T = ()> {
     /// The receiving side closed or died: nobody will ever read the message (a broken pipe).
     #[error("sending on a ring whose receiving side is gone")]
     Disconnected(T),
@@ -70,7 +75,7 @@ debug_without_payload!(SendError { Disconnected(m), TooLarge { len, max }, Corru
 
 /// Error of a non-blocking send: the message is handed back.
 #[derive(thiserror::Error, PartialEq, Eq)]
-pub enum TrySendError<T> {
+pub enum TrySendError<T = ()> {
     /// No room right now (the ring might not be full for long).
     #[error("sending on a full ring")]
     Full(T),
@@ -100,7 +105,7 @@ debug_without_payload!(TrySendError { Full(m), Disconnected(m), TooLarge { len, 
 
 /// Error of a send with a timeout: the message is handed back.
 #[derive(thiserror::Error, PartialEq, Eq)]
-pub enum SendTimeoutError<T> {
+pub enum SendTimeoutError<T = ()> {
     /// Still no room when the timeout passed.
     #[error("timed out waiting for room in the ring")]
     Timeout(T),
@@ -248,8 +253,8 @@ impl From<RecvError> for RecvTimeoutError {
     }
 }
 
-/// Error of [`WriteGrant::commit`](crate::spsc::WriteGrant::commit) and
-/// [`mpmc::SendGrant::commit`](crate::mpmc::SendGrant::commit).
+/// Error of [`Grant::commit`](crate::spsc::Grant::commit) and
+/// [`mpmc::Grant::commit`](crate::mpmc::Grant::commit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
     /// More bytes were committed than the grant holds; nothing was published.
@@ -345,7 +350,7 @@ pub enum OpenError {
     EndpointClosed(&'static str),
     /// Every entry of an MPMC ring's endpoint registry is held by a live sender or receiver;
     /// the registry's size was fixed when the ring was created
-    /// ([`Config::endpoints`](crate::Config::endpoints)).
+    /// ([`mpmc::Config::endpoints`](crate::mpmc::Config::endpoints)).
     #[error("the ring's endpoint registry is full ({capacity} entries, all attached)")]
     RegistryFull {
         /// Entries in the registry.

@@ -10,10 +10,10 @@
 //! (or dying) gives the other end pipe-like errors: end of stream or broken pipe.
 //!
 //! ```
-//! use shmring::{spsc, Config};
+//! use shmring::spsc;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let name = format!("/shmring-doc-{}", std::process::id());
-//! let mut tx = spsc::Producer::create(&name, Config::default().capacity(1 << 16))?;
+//! let mut tx = spsc::Producer::create(&name, shmring::spsc::Config::default().capacity_bytes(1 << 16))?;
 //!
 //! // The consumer normally lives in another process; it opens the ring by name.
 //! let child = std::thread::spawn({
@@ -67,7 +67,6 @@ mod sync;
 pub mod mpmc;
 pub mod spsc;
 
-pub use config::Config;
 pub use error::{
     CommitError, Corruption, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,

@@ -3,12 +3,16 @@
 mod common;
 
 use common::RingName;
-use shmring::{Config, EndpointState, OpenError, RingKind, mpmc, spsc};
+use shmring::{EndpointState, OpenError, RingKind, mpmc, spsc};
 
 #[test]
 fn spsc_geometry_and_endpoints() {
     let name = RingName::new("inspect-spsc");
-    let tx = spsc::Producer::create(name.as_str(), Config::default().capacity(1 << 12)).unwrap();
+    let tx = spsc::Producer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(1 << 12),
+    )
+    .unwrap();
     let rx = spsc::Consumer::open(name.as_str()).unwrap();
     drop(rx);
     let info = shmring::inspect(name.as_str()).unwrap();
@@ -36,8 +40,13 @@ fn spsc_geometry_and_endpoints() {
 #[test]
 fn mpmc_geometry_and_endpoints() {
     let name = RingName::new("inspect-mpmc");
-    let tx =
-        mpmc::Sender::create(name.as_str(), Config::default().slots(16).slot_size(128)).unwrap();
+    let tx = mpmc::Sender::create(
+        name.as_str(),
+        shmring::mpmc::Config::default()
+            .slots(16)
+            .max_message_bytes(112),
+    )
+    .unwrap();
     let rx = mpmc::Receiver::open(name.as_str()).unwrap();
     let info = shmring::inspect(name.as_str()).unwrap();
     assert_eq!(info.kind, RingKind::Mpmc);

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use shmring::{
-    CommitError, Config, OpenError, RecvError, RecvTimeoutError, SendError, TryRecvError,
-    TrySendError, mpmc, spsc,
+    CommitError, OpenError, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
+    mpmc, spsc,
 };
 
 fn encode(sender: u32, seq: u32) -> [u8; 8] {
@@ -31,7 +31,7 @@ fn threads_exactly_once(tx: mpmc::Sender, rx: mpmc::Receiver, senders: u32, per:
     let receivers = 3;
     let rx_threads: Vec<_> = (0..receivers)
         .map(|_| {
-            let mut rx = rx.clone();
+            let mut rx = rx.try_clone().unwrap();
             std::thread::spawn(move || {
                 let mut last: HashMap<u32, u32> = HashMap::new();
                 let mut got = Vec::new();
@@ -49,7 +49,7 @@ fn threads_exactly_once(tx: mpmc::Sender, rx: mpmc::Receiver, senders: u32, per:
     drop(rx);
     let tx_threads: Vec<_> = (0..senders)
         .map(|s| {
-            let mut tx = tx.clone();
+            let mut tx = tx.try_clone().unwrap();
             std::thread::spawn(move || {
                 for q in 0..per {
                     if q % 2 == 0 {
@@ -80,27 +80,39 @@ fn threads_exactly_once(tx: mpmc::Sender, rx: mpmc::Receiver, senders: u32, per:
 
 #[test]
 fn heap_ring_threads_exactly_once() {
-    let (tx, rx) = mpmc::channel(&Config::default().slots(8).slot_size(64)).unwrap();
+    let (tx, rx) = mpmc::channel(
+        &shmring::mpmc::Config::default()
+            .slots(8)
+            .max_message_bytes(48),
+    )
+    .unwrap();
     threads_exactly_once(tx, rx, 3, 30_000);
 }
 
 #[test]
 fn shared_ring_threads_exactly_once() {
     let name = RingName::new("threads");
-    let tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
+    let tx = mpmc::Sender::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .unwrap();
     let rx = mpmc::Receiver::open(&name.0).unwrap();
     threads_exactly_once(tx, rx, 3, 30_000);
 }
 
 #[test]
 fn too_large_states_both_sizes() {
-    let (mut tx, _rx) = mpmc::channel(&Config::default().slot_size(128)).unwrap();
+    let (mut tx, _rx) =
+        mpmc::channel(&shmring::mpmc::Config::default().max_message_bytes(112)).unwrap();
     assert_eq!(tx.max_message(), 112);
     let big = vec![7u8; 113];
     match tx.send(&big) {
         Err(SendError::TooLarge { msg, len, max }) => {
             assert_eq!((len, max), (113, 112));
-            assert_eq!(msg, &big[..]);
+            assert_eq!(msg, ());
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }
@@ -120,13 +132,13 @@ fn too_large_states_both_sizes() {
 #[test]
 fn invalid_configs_are_refused() {
     for cfg in [
-        Config::default().slots(3),
-        Config::default().slots(1),
-        Config::default().slot_size(100),
-        Config::default().slot_size(32),
-        Config::default().endpoints(1),
-        Config::default().endpoints(65),
-        Config::default().slot_size(64).max_message(49),
+        shmring::mpmc::Config::default().slots(3),
+        shmring::mpmc::Config::default().slots(1),
+        shmring::mpmc::Config::default().max_message_bytes(mpmc::MAX_SLOT_SIZE - 15),
+        shmring::mpmc::Config::default().max_message_bytes(usize::MAX),
+        shmring::mpmc::Config::default().endpoints(1),
+        shmring::mpmc::Config::default().endpoints(65),
+        shmring::mpmc::Config::default().mode(0o1777),
     ] {
         assert!(
             matches!(mpmc::channel(&cfg), Err(OpenError::InvalidConfig(_))),
@@ -134,7 +146,8 @@ fn invalid_configs_are_refused() {
         );
     }
     // max_message alone picks the slot size.
-    let (tx, _rx) = mpmc::channel(&Config::default().max_message(100)).unwrap();
+    let (tx, _rx) =
+        mpmc::channel(&shmring::mpmc::Config::default().max_message_bytes(100)).unwrap();
     assert_eq!(tx.max_message(), 100);
 }
 
@@ -143,13 +156,14 @@ fn all_receivers_gone_senders_get_message_back() {
     for shared in [false, true] {
         let name = RingName::new("rx-gone");
         let (mut tx, rx) = if shared {
-            let tx = mpmc::Sender::create(&name.0, Config::default().slots(4)).unwrap();
+            let tx =
+                mpmc::Sender::create(&name.0, shmring::mpmc::Config::default().slots(4)).unwrap();
             let rx = mpmc::Receiver::open(&name.0).unwrap();
             (tx, rx)
         } else {
-            mpmc::channel(&Config::default().slots(4)).unwrap()
+            mpmc::channel(&shmring::mpmc::Config::default().slots(4)).unwrap()
         };
-        let rx2 = rx.clone();
+        let rx2 = rx.try_clone().unwrap();
         let mut g = tx.reserve(4).unwrap();
         g.copy_from_slice(b"late");
         drop(rx);
@@ -158,10 +172,10 @@ fn all_receivers_gone_senders_get_message_back() {
         assert_eq!(g.commit(4), Err(CommitError::Disconnected));
         let e = tx.send(b"x").unwrap_err();
         assert!(e.is_disconnected());
-        assert_eq!(e.into_inner(), b"x");
+        assert_eq!(e.into_inner(), ());
         assert!(matches!(
             tx.try_send(b"y"),
-            Err(TrySendError::Disconnected(b"y"))
+            Err(TrySendError::Disconnected(()))
         ));
         assert!(tx.is_disconnected());
         if shared {
@@ -178,13 +192,14 @@ fn all_senders_gone_receivers_drain_then_disconnect() {
     for shared in [false, true] {
         let name = RingName::new("tx-gone");
         let (tx, mut rx) = if shared {
-            let rx = mpmc::Receiver::create(&name.0, Config::default().slots(8)).unwrap();
+            let rx =
+                mpmc::Receiver::create(&name.0, shmring::mpmc::Config::default().slots(8)).unwrap();
             let tx = mpmc::Sender::open(&name.0).unwrap();
             (tx, rx)
         } else {
-            mpmc::channel(&Config::default().slots(8)).unwrap()
+            mpmc::channel(&shmring::mpmc::Config::default().slots(8)).unwrap()
         };
-        let mut tx2 = tx.clone();
+        let mut tx2 = tx.try_clone().unwrap();
         let mut tx = tx;
         tx.send(b"a").unwrap();
         tx2.send(b"b").unwrap();
@@ -213,7 +228,7 @@ fn all_senders_gone_receivers_drain_then_disconnect() {
 #[test]
 fn receivers_wait_for_senders_that_have_not_come_yet() {
     let name = RingName::new("no-sender-yet");
-    let mut rx = mpmc::Receiver::create(&name.0, Config::default()).unwrap();
+    let mut rx = mpmc::Receiver::create(&name.0, shmring::mpmc::Config::default()).unwrap();
     assert!(!rx.is_disconnected());
     assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
     assert_eq!(
@@ -228,7 +243,7 @@ fn receivers_wait_for_senders_that_have_not_come_yet() {
 #[test]
 fn registry_full_and_entries_reused() {
     let name = RingName::new("registry");
-    let tx = mpmc::Sender::create(&name.0, Config::default().endpoints(4)).unwrap();
+    let tx = mpmc::Sender::create(&name.0, shmring::mpmc::Config::default().endpoints(4)).unwrap();
     let rx = mpmc::Receiver::open(&name.0).unwrap();
     let tx2 = tx.try_clone().unwrap();
     let rx2 = rx.try_clone().unwrap();
@@ -255,7 +270,7 @@ fn registry_full_and_entries_reused() {
 #[test]
 fn ring_kinds_are_not_mixed_up() {
     let name = RingName::new("kinds");
-    let _p = spsc::Producer::create(&name.0, Config::default()).unwrap();
+    let _p = spsc::Producer::create(&name.0, shmring::spsc::Config::default()).unwrap();
     assert!(matches!(
         mpmc::Receiver::open(&name.0),
         Err(OpenError::WrongKind {
@@ -264,7 +279,7 @@ fn ring_kinds_are_not_mixed_up() {
         })
     ));
     let name2 = RingName::new("kinds2");
-    let _tx = mpmc::Sender::create(&name2.0, Config::default()).unwrap();
+    let _tx = mpmc::Sender::create(&name2.0, shmring::mpmc::Config::default()).unwrap();
     assert!(matches!(
         spsc::Consumer::open(&name2.0),
         Err(OpenError::WrongKind {
@@ -276,7 +291,7 @@ fn ring_kinds_are_not_mixed_up() {
 
 #[test]
 fn dropped_grants_publish_nothing() {
-    let (mut tx, mut rx) = mpmc::channel(&Config::default().slots(2)).unwrap();
+    let (mut tx, mut rx) = mpmc::channel(&shmring::mpmc::Config::default().slots(2)).unwrap();
     let g = tx.reserve(8).unwrap();
     assert_eq!(g.len(), 8);
     drop(g);
@@ -288,7 +303,7 @@ fn dropped_grants_publish_nothing() {
 #[test]
 fn forgotten_message_of_a_closed_receiver_is_recovered() {
     let name = RingName::new("forgot-msg");
-    let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(2)).unwrap();
+    let mut tx = mpmc::Sender::create(&name.0, shmring::mpmc::Config::default().slots(2)).unwrap();
     let mut rx1 = mpmc::Receiver::open(&name.0).unwrap();
     let mut rx2 = mpmc::Receiver::open(&name.0).unwrap();
     tx.send(b"kept").unwrap();
@@ -313,7 +328,8 @@ fn forgotten_message_of_a_closed_receiver_is_recovered() {
 #[test]
 fn forgotten_grant_of_a_closed_sender_is_skipped() {
     let name = RingName::new("forgot-grant");
-    let mut rx = mpmc::Receiver::create(&name.0, Config::default().slots(2)).unwrap();
+    let mut rx =
+        mpmc::Receiver::create(&name.0, shmring::mpmc::Config::default().slots(2)).unwrap();
     let mut tx1 = mpmc::Sender::open(&name.0).unwrap();
     let mut tx2 = mpmc::Sender::open(&name.0).unwrap();
     std::mem::forget(tx1.reserve(8).unwrap());
@@ -348,7 +364,13 @@ const DATA_OFFSET: u64 = 16384;
 fn corrupted_slots_are_reported_not_trusted() {
     // A sequence number no step of the algorithm can produce.
     let name = RingName::new("corrupt-seq");
-    let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
+    let mut tx = mpmc::Sender::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .unwrap();
     let mut rx = mpmc::Receiver::open(&name.0).unwrap();
     tx.send(b"ok").unwrap();
     scribble(&name.0, DATA_OFFSET, &(1u64 << 40).to_ne_bytes());
@@ -362,7 +384,13 @@ fn corrupted_slots_are_reported_not_trusted() {
 
     // A length beyond the slot.
     let name = RingName::new("corrupt-len");
-    let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
+    let mut tx = mpmc::Sender::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .unwrap();
     let mut rx = mpmc::Receiver::open(&name.0).unwrap();
     tx.send(b"ok").unwrap();
     scribble(&name.0, DATA_OFFSET + 8, &u32::MAX.to_ne_bytes());
@@ -373,11 +401,17 @@ fn corrupted_slots_are_reported_not_trusted() {
 
     // A sequence in the future for the sender.
     let name = RingName::new("corrupt-tail");
-    let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64)).unwrap();
+    let mut tx = mpmc::Sender::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .unwrap();
     let _rx = mpmc::Receiver::open(&name.0).unwrap();
     scribble(&name.0, DATA_OFFSET, &12345u64.to_ne_bytes());
     assert!(matches!(
         tx.send(b"x"),
-        Err(SendError::Corrupted { msg: b"x", .. })
+        Err(SendError::Corrupted { msg: (), .. })
     ));
 }

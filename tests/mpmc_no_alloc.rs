@@ -8,7 +8,7 @@ mod alloc;
 use alloc::{Counting, allocations_in};
 use std::time::Duration;
 
-use shmring::{Config, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError, mpmc};
+use shmring::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError, mpmc};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -21,7 +21,12 @@ fn the_allocator_counts() {
 #[test]
 fn mpmc_send_and_receive_do_not_allocate() {
     // A shared ring on a memfd: both ends here, each with a registry entry and claim record.
-    let mut tx = mpmc::Sender::create_anonymous(Config::default().slots(8).slot_size(128)).unwrap();
+    let mut tx = mpmc::Sender::create_anonymous(
+        shmring::mpmc::Config::default()
+            .slots(8)
+            .max_message_bytes(112),
+    )
+    .unwrap();
     let fd = tx.fd().unwrap().try_clone_to_owned().unwrap();
     let mut rx = mpmc::Receiver::from_fd(fd).unwrap();
     let payload = [0x5Au8; 100];

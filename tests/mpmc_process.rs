@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use shmring::{Config, OpenError, RecvError, mpmc};
+use shmring::{OpenError, RecvError, mpmc};
 
 /// How long a child may take before the parent declares it hung (a hang detector, not a
 /// timing assertion: every run here finishes in seconds).
@@ -326,8 +326,13 @@ fn run_many(test: &str, senders: u64, receivers: u64, per: u64, slots: usize) ->
     let name = RingName::new(test);
     // The parent holds a receiver it never uses: the ring exists before the children come,
     // and the receivers' side stays open while they attach.
-    let parent = mpmc::Receiver::create(&name.0, Config::default().slots(slots).slot_size(64))
-        .expect("create ring");
+    let parent = mpmc::Receiver::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(slots)
+            .max_message_bytes(48),
+    )
+    .expect("create ring");
     let outs: Vec<TempFile> = (0..receivers)
         .map(|r| TempFile::new(test, &format!("rx{r}")))
         .collect();
@@ -411,8 +416,13 @@ fn tiny_ring_both_sides_block() {
 #[test]
 fn sigkill_of_sender_holding_a_claimed_slot_does_not_wedge() {
     let name = RingName::new("kill-claim");
-    let mut rx = mpmc::Receiver::create(&name.0, Config::default().slots(4).slot_size(64))
-        .expect("create ring");
+    let mut rx = mpmc::Receiver::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .expect("create ring");
     // A publishes 3 messages, then claims the next position and never publishes it.
     let mut a = spawn(
         "hold_claim",
@@ -457,8 +467,13 @@ fn sigkill_of_sender_holding_a_claimed_slot_does_not_wedge() {
 #[test]
 fn sigkill_of_receiver_holding_a_message_does_not_wedge() {
     let name = RingName::new("kill-hold");
-    let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64))
-        .expect("create ring");
+    let mut tx = mpmc::Sender::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .expect("create ring");
     let r1 = spawn("hold_message", &[("MPMC_NAME", name.0.clone())]);
     tx.send(&encode(0, 0)).expect("send first");
     let mut r1 = r1;
@@ -482,8 +497,13 @@ fn sigkill_of_receiver_holding_a_message_does_not_wedge() {
 #[test]
 fn killed_receivers_disconnect_a_blocked_sender() {
     let name = RingName::new("kill-rx");
-    let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4).slot_size(64))
-        .expect("create ring");
+    let mut tx = mpmc::Sender::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .expect("create ring");
     let mut r = spawn(
         "attach",
         &[
@@ -503,14 +523,15 @@ fn killed_receivers_disconnect_a_blocked_sender() {
     let msg = encode(0, 99);
     let err = tx.send(&msg).unwrap_err();
     assert!(err.is_disconnected());
-    assert_eq!(err.into_inner(), &msg);
+    assert_eq!(err.into_inner(), ());
     assert!(tx.is_disconnected());
 }
 
 #[test]
 fn receiver_exit_disconnects_sender() {
     let name = RingName::new("exit-rx");
-    let mut tx = mpmc::Sender::create(&name.0, Config::default().slots(4)).expect("create ring");
+    let mut tx = mpmc::Sender::create(&name.0, shmring::mpmc::Config::default().slots(4))
+        .expect("create ring");
     let mut r = spawn(
         "attach",
         &[
@@ -532,7 +553,8 @@ fn receiver_exit_disconnects_sender() {
 #[test]
 fn killed_sender_lets_receiver_drain_then_disconnect() {
     let name = RingName::new("kill-tx");
-    let mut rx = mpmc::Receiver::create(&name.0, Config::default().slots(16)).expect("create ring");
+    let mut rx = mpmc::Receiver::create(&name.0, shmring::mpmc::Config::default().slots(16))
+        .expect("create ring");
     let mut s = spawn(
         "attach",
         &[
@@ -551,7 +573,8 @@ fn killed_sender_lets_receiver_drain_then_disconnect() {
 #[test]
 fn registry_full_across_processes_and_dead_entries_are_reused() {
     let name = RingName::new("registry");
-    let tx = mpmc::Sender::create(&name.0, Config::default().endpoints(3)).expect("create ring");
+    let tx = mpmc::Sender::create(&name.0, shmring::mpmc::Config::default().endpoints(3))
+        .expect("create ring");
     let mut kids: Vec<Kid> = (0..2)
         .map(|_| {
             spawn(
@@ -593,8 +616,13 @@ fn chaos_round(round: usize, rx_after: usize, tx_mark: u64) {
     const PER: u64 = 100_000;
     let test = format!("chaos{round}");
     let name = RingName::new(&test);
-    let parent = mpmc::Receiver::create(&name.0, Config::default().slots(8).slot_size(64))
-        .expect("create ring");
+    let parent = mpmc::Receiver::create(
+        &name.0,
+        shmring::mpmc::Config::default()
+            .slots(8)
+            .max_message_bytes(48),
+    )
+    .expect("create ring");
     let outs: Vec<TempFile> = (0..2)
         .map(|r| TempFile::new(&test, &format!("rx{r}")))
         .collect();

@@ -7,7 +7,7 @@ mod alloc;
 use alloc::{Counting, allocations_in};
 use std::time::Duration;
 
-use shmring::{Config, RecvTimeoutError, WaitStrategy, spsc};
+use shmring::{RecvTimeoutError, WaitStrategy, spsc};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -21,7 +21,9 @@ fn the_allocator_counts() {
 #[test]
 fn send_and_receive_do_not_allocate() {
     // A shared-memory ring on a memfd, both ends in this thread.
-    let mut tx = spsc::Producer::create_anonymous(Config::default().capacity(1 << 14)).unwrap();
+    let mut tx =
+        spsc::Producer::create_anonymous(shmring::spsc::Config::default().capacity_bytes(1 << 14))
+            .unwrap();
     let fd = tx.fd().unwrap().try_clone_to_owned().unwrap();
     let mut rx = spsc::Consumer::from_fd(fd).unwrap();
     let payload = [0xABu8; 1000];
@@ -64,8 +66,8 @@ fn send_and_receive_do_not_allocate() {
 #[test]
 fn a_blocking_wait_that_sleeps_does_not_allocate() {
     let mut tx = spsc::Producer::create_anonymous(
-        Config::default()
-            .capacity(64)
+        shmring::spsc::Config::default()
+            .capacity_bytes(64)
             .wait_strategy(WaitStrategy::Block),
     )
     .unwrap();

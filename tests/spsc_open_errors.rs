@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 use common::{RingName, patch};
-use shmring::{Config, OpenError, spsc};
+use shmring::{OpenError, spsc};
 
 /// Creates a raw shared-memory object (not a ring) with the given contents.
 fn raw_object(name: &RingName, bytes: &[u8]) {
@@ -24,7 +24,11 @@ fn raw_object(name: &RingName, bytes: &[u8]) {
 /// A valid SPSC ring whose creator handle is dropped (so the consumer end is free).
 fn valid_ring(tag: &str) -> RingName {
     let name = RingName::new(tag);
-    let tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let tx = spsc::Producer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(4096),
+    )
+    .unwrap();
     drop(tx);
     name
 }
@@ -41,14 +45,14 @@ fn missing_name_is_not_found() {
 #[test]
 fn existing_name_is_already_exists_and_the_ring_is_untouched() {
     let name = RingName::new("exists");
-    let mut tx = spsc::Producer::create(name.as_str(), Config::default()).unwrap();
+    let mut tx = spsc::Producer::create(name.as_str(), shmring::spsc::Config::default()).unwrap();
     tx.send(b"kept").unwrap();
     assert!(matches!(
-        spsc::Producer::create(name.as_str(), Config::default()),
+        spsc::Producer::create(name.as_str(), shmring::spsc::Config::default()),
         Err(OpenError::AlreadyExists(_))
     ));
     assert!(matches!(
-        spsc::Consumer::create(name.as_str(), Config::default()),
+        spsc::Consumer::create(name.as_str(), shmring::spsc::Config::default()),
         Err(OpenError::AlreadyExists(_))
     ));
     // The failed creates did not re-initialise it.
@@ -82,11 +86,15 @@ fn invalid_names_are_refused_with_the_rule() {
 fn invalid_configs_are_refused() {
     let name = RingName::new("cfg");
     for cfg in [
-        Config::default().capacity(1000),
-        Config::default().capacity(16),
-        Config::default().capacity(4096).max_message(4096),
-        Config::default().capacity(4096).max_message(0),
-        Config::default().mode(0o10000),
+        shmring::spsc::Config::default().capacity_bytes(1000),
+        shmring::spsc::Config::default().capacity_bytes(16),
+        shmring::spsc::Config::default()
+            .capacity_bytes(4096)
+            .max_message_bytes(4096),
+        shmring::spsc::Config::default()
+            .capacity_bytes(4096)
+            .max_message_bytes(0),
+        shmring::spsc::Config::default().mode(0o10000),
     ] {
         match spsc::Producer::create(name.as_str(), cfg) {
             Err(OpenError::InvalidConfig(msg)) => assert!(!msg.is_empty()),
@@ -254,7 +262,7 @@ fn poisoned_ring_is_refused() {
 #[test]
 fn each_end_attaches_once() {
     let name = RingName::new("ends");
-    let tx = spsc::Producer::create(name.as_str(), Config::default()).unwrap();
+    let tx = spsc::Producer::create(name.as_str(), shmring::spsc::Config::default()).unwrap();
     assert!(matches!(
         spsc::Producer::open(name.as_str()),
         Err(OpenError::EndpointTaken("producer"))
@@ -276,7 +284,8 @@ fn each_end_attaches_once() {
 #[test]
 fn permission_denied_is_reported() {
     let name = RingName::new("perm");
-    let tx = spsc::Producer::create(name.as_str(), Config::default().mode(0o600)).unwrap();
+    let tx = spsc::Producer::create(name.as_str(), shmring::spsc::Config::default().mode(0o600))
+        .unwrap();
     if rustix::process::geteuid().is_root() {
         // Root ignores file modes; try as an unprivileged user in a child process.
         let child = common::spawn_child(
@@ -289,7 +298,11 @@ fn permission_denied_is_reported() {
     } else {
         // Not root: a mode-000 object is off limits.
         let locked = RingName::new("perm0");
-        let _t = spsc::Producer::create(locked.as_str(), Config::default().mode(0o000)).unwrap();
+        let _t = spsc::Producer::create(
+            locked.as_str(),
+            shmring::spsc::Config::default().mode(0o000),
+        )
+        .unwrap();
         assert!(matches!(
             spsc::Consumer::open(locked.as_str()),
             Err(OpenError::PermissionDenied(_))
@@ -321,7 +334,11 @@ fn perm_child_entry() {
 #[test]
 fn corrupted_indices_are_errors_not_crashes() {
     let name = RingName::new("corrupt");
-    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let mut tx = spsc::Producer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(4096),
+    )
+    .unwrap();
     let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
     tx.send(b"ok").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"ok");
@@ -343,7 +360,11 @@ fn corrupted_indices_are_errors_not_crashes() {
 
     // A record header claiming a huge length.
     let name = RingName::new("corrupt2");
-    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let mut tx = spsc::Producer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(4096),
+    )
+    .unwrap();
     let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
     tx.send(b"12345678").unwrap();
     patch(&name, 8192, &0x00FF_FFFF_u64.to_ne_bytes());
@@ -354,7 +375,11 @@ fn corrupted_indices_are_errors_not_crashes() {
 
     // A consumer index moved backwards.
     let name = RingName::new("corrupt3");
-    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(64)).unwrap();
+    let mut tx = spsc::Producer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(64),
+    )
+    .unwrap();
     let rx = spsc::Consumer::open(name.as_str()).unwrap();
     while tx.try_send(&[1; 8]).is_ok() {}
     patch(&name, 4096 + 128, &u64::MAX.to_ne_bytes());
@@ -369,7 +394,11 @@ fn corrupted_indices_are_errors_not_crashes() {
 fn misaligned_indices_found_when_attaching_are_errors() {
     // Producer index not on a record boundary: the producer refuses to write at it.
     let name = RingName::new("misalign-tail");
-    let rx = spsc::Consumer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let rx = spsc::Consumer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(4096),
+    )
+    .unwrap();
     patch(&name, 4096, &3u64.to_ne_bytes());
     let mut tx = spsc::Producer::open(name.as_str()).unwrap();
     assert!(matches!(
@@ -380,7 +409,11 @@ fn misaligned_indices_found_when_attaching_are_errors() {
 
     // Consumer index not on a record boundary: the consumer refuses to read at it.
     let name = RingName::new("misalign-head");
-    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let mut tx = spsc::Producer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(4096),
+    )
+    .unwrap();
     patch(&name, 4096 + 128, &5u64.to_ne_bytes());
     let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
     let _ = tx.try_send(b"x");

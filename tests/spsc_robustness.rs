@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{RingName, patch, spawn_child};
-use shmring::{Config, OpenError, RecvTimeoutError, SendTimeoutError, TryRecvError, spsc};
+use shmring::{OpenError, RecvTimeoutError, SendTimeoutError, TryRecvError, spsc};
 
 /// The pid of a process that has exited and been reaped.
 fn dead_pid() -> u32 {
@@ -38,7 +38,11 @@ fn robust_child() {
 /// Starts a producer that sends "one" and "two", waits until it did, and SIGKILLs it.
 fn killed_producer(tag: &str) -> (RingName, spsc::Consumer) {
     let name = RingName::new(tag);
-    let rx = spsc::Consumer::create(name.as_str(), Config::default().capacity(4096)).unwrap();
+    let rx = spsc::Consumer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(4096),
+    )
+    .unwrap();
     let mut child = spawn_child(
         "robust_child",
         "send_two_then_hang",
@@ -106,7 +110,11 @@ fn short_timeouts_in_a_loop_notice_a_killed_producer() {
 #[test]
 fn a_peer_that_died_while_attaching_is_gone() {
     let name = RingName::new("midattach");
-    let mut tx = spsc::Producer::create(name.as_str(), Config::default().capacity(64)).unwrap();
+    let mut tx = spsc::Producer::create(
+        name.as_str(),
+        shmring::spsc::Config::default().capacity_bytes(64),
+    )
+    .unwrap();
     // Endpoint entry 1 (the consumer) at 128 + 24: state CLAIMING, pid of a dead process.
     patch(&name, 128 + 24 + 8, &dead_pid().to_ne_bytes());
     patch(&name, 128 + 24, &1u32.to_ne_bytes());
@@ -119,7 +127,9 @@ fn a_peer_that_died_while_attaching_is_gone() {
 
 #[test]
 fn dropping_an_inherited_handle_in_a_forked_child_closes_nothing() {
-    let mut tx = spsc::Producer::create_anonymous(Config::default().capacity(4096)).unwrap();
+    let mut tx =
+        spsc::Producer::create_anonymous(shmring::spsc::Config::default().capacity_bytes(4096))
+            .unwrap();
     let mut rx = spsc::Consumer::from_fd(tx.fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
     common::fork_and_wait(|| {
         // SAFETY: in the forked child these bitwise copies are the child's own (fork copied
@@ -138,7 +148,9 @@ fn dropping_an_inherited_handle_in_a_forked_child_closes_nothing() {
 #[test]
 fn unsealed_memfd_is_refused() {
     // A memfd holding a copy of a valid ring, but without seals: its owner could shrink it.
-    let tx = spsc::Producer::create_anonymous(Config::default().capacity(4096)).unwrap();
+    let tx =
+        spsc::Producer::create_anonymous(shmring::spsc::Config::default().capacity_bytes(4096))
+            .unwrap();
     let mut bytes = Vec::new();
     {
         use std::io::Read;
@@ -156,7 +168,8 @@ fn unsealed_memfd_is_refused() {
 
 #[test]
 fn drain_edges() {
-    let (mut tx, mut rx) = spsc::channel(&Config::default().capacity(256)).unwrap();
+    let (mut tx, mut rx) =
+        spsc::channel(&shmring::spsc::Config::default().capacity_bytes(256)).unwrap();
     tx.send(b"a").unwrap();
     // Asking for nothing is not "empty".
     assert_eq!(rx.drain(0, |_| {}).unwrap(), 0);

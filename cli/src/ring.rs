@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use shmring::spsc::{Consumer, Producer};
-use shmring::{Config, RecvTimeoutError, WaitStrategy};
+use shmring::{RecvTimeoutError, WaitStrategy};
 
 use crate::CliError;
 
@@ -175,12 +175,12 @@ impl Drop for UnlinkGuard<'_> {
 }
 
 pub fn create(a: CreateArgs) -> Result<ExitCode, CliError> {
-    let mut config = Config::default()
-        .capacity(a.capacity)
+    let mut config = shmring::spsc::Config::default()
+        .capacity_bytes(a.capacity)
         .mode(a.mode)
         .wait_strategy(a.wait.into());
     if let Some(m) = a.max_message {
-        config = config.max_message(m);
+        config = config.max_message_bytes(m);
     }
     match a.role {
         Role::Consumer => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use shmring::{Config, WaitStrategy};
+use shmring::WaitStrategy;
 
 /// Preemption bound used when `LOOM_MAX_PREEMPTIONS` is not set, so that a bare `cargo test`
 /// under `--cfg loom` finishes in seconds rather than exploring without bound.
@@ -20,8 +20,10 @@ pub const DEFAULT_PREEMPTIONS: usize = 2;
 pub const CAPACITY: usize = 32;
 
 /// The configuration every SPSC model starts from: the smallest ring, with `strategy`.
-pub fn config(strategy: WaitStrategy) -> Config {
-    Config::default().capacity(CAPACITY).wait_strategy(strategy)
+pub fn config(strategy: WaitStrategy) -> shmring::spsc::Config {
+    shmring::spsc::Config::default()
+        .capacity_bytes(CAPACITY)
+        .wait_strategy(strategy)
 }
 
 /// Slots of the MPMC ring every MPMC model uses (the fewest the ring allows).
@@ -29,10 +31,10 @@ pub const SLOTS: usize = 2;
 
 /// The configuration every MPMC model starts from: [`SLOTS`] slots of the smallest size
 /// (64 bytes, messages of at most 48), with `strategy`.
-pub fn mpmc_config(strategy: WaitStrategy) -> Config {
-    Config::default()
+pub fn mpmc_config(strategy: WaitStrategy) -> shmring::mpmc::Config {
+    shmring::mpmc::Config::default()
         .slots(SLOTS)
-        .slot_size(64)
+        .max_message_bytes(48)
         .wait_strategy(strategy)
 }
 

@@ -33,7 +33,7 @@ fn last_of_two_senders_gone_receiver_drains_then_disconnected() {
         move || {
             let (tx, mut rx) =
                 mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
-            let mut tx2 = tx.clone();
+            let mut tx2 = tx.try_clone().unwrap();
             let sender = thread::spawn(move || {
                 tx2.send(M1).unwrap();
                 drop(tx2);
@@ -76,7 +76,7 @@ fn last_of_two_receivers_gone_blocked_sender_disconnected() {
         move || {
             let (mut tx, rx) =
                 mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
-            let rx2 = rx.clone();
+            let rx2 = rx.try_clone().unwrap();
             tx.send(M1).unwrap();
             tx.send(M2).unwrap();
             let receiver = thread::spawn(move || drop(rx2));
@@ -116,7 +116,7 @@ fn clones_gone_while_others_stay_do_not_disconnect() {
         move || {
             let (mut tx, mut rx) =
                 mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
-            let (tx2, rx2) = (tx.clone(), rx.clone());
+            let (tx2, rx2) = (tx.try_clone().unwrap(), rx.try_clone().unwrap());
             let gone = Arc::new(AtomicBool::new(false));
             let leaver = {
                 let gone = gone.clone();

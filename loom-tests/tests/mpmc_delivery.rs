@@ -77,7 +77,7 @@ fn two_senders_one_receiver() {
     model("two_senders_one_receiver", move || {
         let (mut tx_a, mut rx) =
             mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
-        let mut tx_b = tx_a.clone();
+        let mut tx_b = tx_a.try_clone().unwrap();
         let sender_b = thread::spawn(move || {
             tx_b.send(B1).unwrap();
             tx_b.send(B2).unwrap();
@@ -114,7 +114,7 @@ fn two_senders_race_one_receiver() {
     model_bounded("two_senders_race_one_receiver", Some(2), || {
         let (tx_a, mut rx) =
             mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
-        let tx_b = tx_a.clone();
+        let tx_b = tx_a.try_clone().unwrap();
         let senders: Vec<_> = [(tx_a, A1), (tx_b, B1)]
             .into_iter()
             .map(|(mut tx, msg)| {
@@ -149,7 +149,7 @@ fn one_sender_two_receivers_wrap() {
     model_bounded("one_sender_two_receivers_wrap", Some(2), move || {
         let (mut tx, mut rx1) =
             mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
-        let mut rx2 = rx1.clone();
+        let mut rx2 = rx1.try_clone().unwrap();
         let receiver_2 = thread::spawn(move || drain(&mut rx2));
         tx.send(M1).unwrap();
         tx.send(M2).unwrap();

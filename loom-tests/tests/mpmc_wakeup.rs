@@ -79,7 +79,7 @@ fn two_receivers_asleep_are_both_woken() {
     model_bounded("two_receivers_asleep_are_both_woken", Some(2), move || {
         let (mut tx, rx1) =
             mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
-        let rx2 = rx1.clone();
+        let rx2 = rx1.try_clone().unwrap();
         let receivers: Vec<_> = [rx1, rx2]
             .into_iter()
             .map(|mut rx| {

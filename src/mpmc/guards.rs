@@ -9,23 +9,24 @@ use super::{Receiver, Sender};
 use crate::error::{CommitError, Corruption, RecvError};
 
 /// A slot claimed by a sender, for writing a message in place. Derefs to the reserved bytes.
-/// Publish with [`commit`](SendGrant::commit); dropping the grant publishes nothing.
-pub struct SendGrant<'a> {
+/// Publish with [`commit`](Grant::commit); dropping the grant publishes nothing.
+#[must_use = "dropping a grant without `commit` publishes nothing"]
+pub struct Grant<'a> {
     pub(super) sender: &'a mut Sender,
     pub(super) pos: u64,
     pub(super) buf: NonNull<[u8]>,
     pub(super) done: bool,
 }
 
-impl fmt::Debug for SendGrant<'_> {
+impl fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendGrant")
+        f.debug_struct("Grant")
             .field("len", &self.buf.len())
             .finish_non_exhaustive()
     }
 }
 
-impl SendGrant<'_> {
+impl Grant<'_> {
     /// Publishes the first `len` bytes of the grant as one message.
     ///
     /// # Errors
@@ -34,7 +35,7 @@ impl SendGrant<'_> {
     /// skipped).
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// let mut g = tx.reserve(8)?;
     /// g[..3].copy_from_slice(b"abc");
     /// g.commit(3)?;
@@ -67,7 +68,7 @@ impl SendGrant<'_> {
     }
 }
 
-impl Deref for SendGrant<'_> {
+impl Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: `buf` is the claimed slot's payload, ours alone while the grant (which
@@ -76,14 +77,14 @@ impl Deref for SendGrant<'_> {
     }
 }
 
-impl DerefMut for SendGrant<'_> {
+impl DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as `deref`; `&mut self` makes the access unique.
         unsafe { self.buf.as_mut() }
     }
 }
 
-impl Drop for SendGrant<'_> {
+impl Drop for Grant<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.sender.abandon(self.pos);
@@ -93,6 +94,7 @@ impl Drop for SendGrant<'_> {
 
 /// A received message, still in its slot. Derefs to its payload; the slot is released to
 /// the senders when the guard is dropped.
+#[must_use = "dropping the message releases its slot"]
 pub struct Message<'a> {
     pub(super) receiver: &'a mut Receiver,
     pub(super) pos: u64,
@@ -137,7 +139,7 @@ impl Iter<'_> {
     /// The corruption that ended the iteration, if any.
     ///
     /// ```
-    /// let (tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// drop(tx);
     /// let mut it = rx.iter();
     /// assert!(it.next().is_none());

@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use super::recovery::{PEER_CHECK_INTERVAL, attach, close_side_if_last, side_gone};
 use super::ring::{ATTACH, CLOSED, Ring, Role};
-use crate::config::Config;
+use crate::config::MpmcConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{ClaimError, Corruption, OpenError};
 use crate::shm::Mapped;

@@ -28,7 +28,7 @@
 //! and `head` (between receivers); a message is handed over by its slot's `seq` alone.
 //!
 //! Bit 63 of `seq` is the *skip* flag: `seq == (p + 1) | SKIP` marks position `p` as done
-//! with no message in it (a dropped [`SendGrant`], or a slot recovered from a dead sender,
+//! with no message in it (a dropped [`Grant`], or a slot recovered from a dead sender,
 //! see below). The receiver that claims it releases it at once and goes on.
 //!
 //! # Layout
@@ -124,20 +124,20 @@ mod recovery;
 mod ring;
 mod sender;
 
-pub use guards::{Iter, Message, SendGrant};
+pub use guards::{Grant, Iter, Message};
 pub use receiver::Receiver;
 pub use sender::Sender;
 
 pub use crate::geometry::{MAX_ENDPOINTS, MAX_SLOT_SIZE, MAX_SLOTS, MIN_SLOT_SIZE};
 
-use crate::config::Config;
+pub use crate::config::MpmcConfig as Config;
 use crate::error::OpenError;
 use handle::Handle;
 use ring::Role;
 
 /// Creates an in-process MPMC ring on the heap, for threads of one process.
 ///
-/// The ring has [`Config::slots`] slots of [`Config::slot_size`] bytes; both handles can be
+/// The ring has [`Config::slots`] slots of [`Config::max_message_bytes`] bytes of payload; both handles can be
 /// cloned for more threads.
 ///
 /// # Errors
@@ -145,11 +145,11 @@ use ring::Role;
 /// valid ring.
 ///
 /// ```
-/// use shmring::{mpmc, Config};
-/// let (tx, mut rx) = mpmc::channel(&Config::default().slots(64))?;
+/// use shmring::mpmc;
+/// let (tx, mut rx) = mpmc::channel(&shmring::mpmc::Config::default().slots(64))?;
 /// let workers: Vec<_> = (0..3u32)
 ///     .map(|w| {
-///         let mut tx = tx.clone();
+///         let mut tx = tx.try_clone().unwrap();
 ///         std::thread::spawn(move || {
 ///             for i in 0..100u32 {
 ///                 tx.send(&(w * 1000 + i).to_le_bytes()).unwrap();

@@ -9,7 +9,7 @@ use super::guards::{Iter, Message};
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_RECV};
-use crate::config::Config;
+use crate::config::MpmcConfig as Config;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::geometry::MpmcRules;
 use crate::shm;
@@ -25,7 +25,9 @@ pub(super) struct Taken {
 
 /// The receiving end of an MPMC ring.
 ///
-/// `Clone` (each clone is a new endpoint, with its own registry entry), `Send`, not `Sync`:
+/// [`try_clone`](Receiver::try_clone) makes another endpoint, with its own registry entry (there
+/// is no `Clone`: a clone can fail when the registry is full, and `Clone` cannot say so).
+/// `Send`, not `Sync`:
 /// methods take `&mut self` because an endpoint holds at most one message at a time.
 pub struct Receiver {
     pub(super) h: Handle,
@@ -44,17 +46,6 @@ impl fmt::Debug for Receiver {
     }
 }
 
-impl Clone for Receiver {
-    /// A new receiver endpoint of the same ring.
-    ///
-    /// # Panics
-    /// If the ring's endpoint registry is full (use [`Receiver::try_clone`] to handle that).
-    fn clone(&self) -> Receiver {
-        self.try_clone()
-            .unwrap_or_else(|e| panic!("cannot clone mpmc::Receiver: {e}"))
-    }
-}
-
 impl Receiver {
     /// A new receiver endpoint of the same ring, with its own registry entry.
     ///
@@ -63,7 +54,7 @@ impl Receiver {
     /// entry is taken by a live endpoint.
     ///
     /// ```
-    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// let mut rx2 = rx.try_clone()?;
     /// drop(rx);
     /// tx.send(b"still read")?;
@@ -82,11 +73,11 @@ impl Receiver {
     /// As [`Sender::create`].
     ///
     /// ```
-    /// use shmring::{mpmc, Config};
+    /// use shmring::mpmc;
     /// let name = format!("/shmring-doc-mpmc-rcreate-{}", std::process::id());
-    /// let rx = mpmc::Receiver::create(&name, Config::default())?;
+    /// let rx = mpmc::Receiver::create(&name, shmring::mpmc::Config::default())?;
     /// assert!(matches!(
-    ///     mpmc::Receiver::create(&name, Config::default()),
+    ///     mpmc::Receiver::create(&name, shmring::mpmc::Config::default()),
     ///     Err(shmring::OpenError::AlreadyExists(_))
     /// ));
     /// shmring::unlink(&name)?;
@@ -108,7 +99,7 @@ impl Receiver {
     /// As [`Sender::create`].
     ///
     /// ```
-    /// let rx = shmring::mpmc::Receiver::create_anonymous(shmring::Config::default())?;
+    /// let rx = shmring::mpmc::Receiver::create_anonymous(shmring::mpmc::Config::default())?;
     /// assert!(rx.fd().is_some());
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -144,7 +135,7 @@ impl Receiver {
     /// As [`Sender::open`].
     ///
     /// ```
-    /// let mut tx = shmring::mpmc::Sender::create_anonymous(shmring::Config::default())?;
+    /// let mut tx = shmring::mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;
     /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
     /// let mut rx = shmring::mpmc::Receiver::from_fd(fd)?;
     /// tx.send(b"x")?;
@@ -160,7 +151,7 @@ impl Receiver {
     /// The file descriptor of the shared-memory object (`None` for heap rings).
     ///
     /// ```
-    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// assert!(rx.fd().is_none());
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -171,7 +162,7 @@ impl Receiver {
     /// Number of slots.
     ///
     /// ```
-    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::Config::default().slots(4))?;
+    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default().slots(4))?;
     /// assert_eq!(rx.capacity(), 4);
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -182,7 +173,7 @@ impl Receiver {
     /// Largest message this ring accepts, in bytes.
     ///
     /// ```
-    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::Config::default().max_message(100))?;
+    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default().max_message_bytes(100))?;
     /// assert_eq!(rx.max_message(), 100);
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -193,7 +184,7 @@ impl Receiver {
     /// How blocked calls wait.
     ///
     /// ```
-    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// rx.set_wait_strategy(shmring::WaitStrategy::Spin);
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -205,7 +196,7 @@ impl Receiver {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// let _ = rx.recv_timeout(Duration::from_millis(1));
     /// assert_eq!(rx.wait_stats().waits, 1);
     /// # Ok::<(), shmring::OpenError>(())
@@ -221,7 +212,7 @@ impl Receiver {
     /// this receiver never blocks; dead ones are reaped, as a blocked call would.
     ///
     /// ```
-    /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// drop(tx);
     /// assert!(rx.is_disconnected());
     /// # Ok::<(), shmring::OpenError>(())
@@ -472,7 +463,7 @@ impl Receiver {
     /// been received (end of stream); [`RecvError::Corrupted`].
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// tx.send(b"one")?;
     /// tx.send(b"two")?;
     /// drop(tx);
@@ -498,7 +489,7 @@ impl Receiver {
     /// [`TryRecvError::Disconnected`] at end of stream.
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// assert_eq!(rx.try_recv().unwrap_err(), shmring::TryRecvError::Empty);
     /// tx.send(b"now")?;
     /// assert_eq!(&*rx.try_recv()?, b"now");
@@ -533,7 +524,7 @@ impl Receiver {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (_tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// let e = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
     /// assert_eq!(e, shmring::RecvTimeoutError::Timeout);
     /// # Ok::<(), shmring::OpenError>(())
@@ -592,7 +583,7 @@ impl Receiver {
     /// An iterator that receives messages (copied into `Vec`s) until end of stream.
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// for w in ["a", "b", "c"] {
     ///     tx.send(w.as_bytes())?;
     /// }
@@ -612,7 +603,7 @@ impl Receiver {
     /// from then on. Dropping the receiver does the same.
     ///
     /// ```
-    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// rx.close();
     /// assert!(tx.send(b"x").unwrap_err().is_disconnected());
     /// # Ok::<(), shmring::OpenError>(())

@@ -4,7 +4,7 @@
 
 use std::ptr::NonNull;
 
-use crate::config::Config;
+use crate::config::MpmcConfig as Config;
 use crate::error::OpenError;
 use crate::geometry::{
     Geometry, MAX_ENDPOINTS, MIN_SLOT_SIZE, MPMC_CLAIMS_SIZE, MPMC_CONTROL_SIZE, MpmcRules,

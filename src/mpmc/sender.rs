@@ -5,11 +5,11 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use super::guards::SendGrant;
+use super::guards::Grant;
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_SEND};
-use crate::config::Config;
+use crate::config::MpmcConfig as Config;
 use crate::error::{ClaimError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError};
 use crate::geometry::MpmcRules;
 use crate::shm;
@@ -18,7 +18,9 @@ use crate::sync::{Deadline, Ordering, weaken};
 
 /// The sending end of an MPMC ring.
 ///
-/// `Clone` (each clone is a new endpoint, with its own registry entry), `Send`, not `Sync`:
+/// [`try_clone`](Sender::try_clone) makes another endpoint, with its own registry entry (there
+/// is no `Clone`: a clone can fail when the registry is full, and `Clone` cannot say so).
+/// `Send`, not `Sync`:
 /// methods take `&mut self` because an endpoint holds at most one claimed slot at a time.
 pub struct Sender {
     pub(super) h: Handle,
@@ -38,17 +40,6 @@ impl fmt::Debug for Sender {
     }
 }
 
-impl Clone for Sender {
-    /// A new sender endpoint of the same ring.
-    ///
-    /// # Panics
-    /// If the ring's endpoint registry is full (use [`Sender::try_clone`] to handle that).
-    fn clone(&self) -> Sender {
-        self.try_clone()
-            .unwrap_or_else(|e| panic!("cannot clone mpmc::Sender: {e}"))
-    }
-}
-
 impl Sender {
     /// A new sender endpoint of the same ring, with its own registry entry.
     ///
@@ -57,9 +48,9 @@ impl Sender {
     /// entry is taken by a live endpoint.
     ///
     /// ```
-    /// use shmring::{mpmc, Config, OpenError};
+    /// use shmring::{mpmc, OpenError};
     /// let name = format!("/shmring-doc-mpmc-clone-{}", std::process::id());
-    /// let tx = mpmc::Sender::create(&name, Config::default().endpoints(2))?;
+    /// let tx = mpmc::Sender::create(&name, shmring::mpmc::Config::default().endpoints(2))?;
     /// shmring::unlink(&name)?;
     /// let _tx2 = tx.try_clone()?;
     /// assert!(matches!(tx.try_clone(), Err(OpenError::RegistryFull { capacity: 2 })));
@@ -79,9 +70,9 @@ impl Sender {
     /// `NoSpace`, or an OS error.
     ///
     /// ```
-    /// use shmring::{mpmc, Config};
+    /// use shmring::mpmc;
     /// let name = format!("/shmring-doc-mpmc-create-{}", std::process::id());
-    /// let mut tx = mpmc::Sender::create(&name, Config::default().slots(16).slot_size(128))?;
+    /// let mut tx = mpmc::Sender::create(&name, shmring::mpmc::Config::default().slots(16).max_message_bytes(112))?;
     /// let mut rx = mpmc::Receiver::open(&name)?; // normally in another process
     /// shmring::unlink(&name)?;
     /// tx.send(b"hello")?;
@@ -106,8 +97,8 @@ impl Sender {
     /// As [`Sender::create`].
     ///
     /// ```
-    /// use shmring::{mpmc, Config};
-    /// let mut tx = mpmc::Sender::create_anonymous(Config::default())?;
+    /// use shmring::mpmc;
+    /// let mut tx = mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;
     /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
     /// let mut rx = mpmc::Receiver::from_fd(fd)?;
     /// tx.send(b"over a memfd")?;
@@ -129,9 +120,9 @@ impl Sender {
     /// is gone (the senders' side is closed for good).
     ///
     /// ```
-    /// use shmring::{mpmc, Config};
+    /// use shmring::mpmc;
     /// let name = format!("/shmring-doc-mpmc-sopen-{}", std::process::id());
-    /// let mut rx = mpmc::Receiver::create(&name, Config::default())?;
+    /// let mut rx = mpmc::Receiver::create(&name, shmring::mpmc::Config::default())?;
     /// let mut tx = mpmc::Sender::open(&name)?;
     /// shmring::unlink(&name)?;
     /// tx.send(b"x")?;
@@ -151,8 +142,8 @@ impl Sender {
     /// As [`Sender::open`].
     ///
     /// ```
-    /// use shmring::{mpmc, Config};
-    /// let rx = mpmc::Receiver::create_anonymous(Config::default())?;
+    /// use shmring::mpmc;
+    /// let rx = mpmc::Receiver::create_anonymous(shmring::mpmc::Config::default())?;
     /// let fd = rx.fd().expect("shared ring").try_clone_to_owned()?;
     /// let tx = mpmc::Sender::from_fd(fd)?;
     /// assert!(!tx.is_disconnected());
@@ -167,7 +158,7 @@ impl Sender {
     /// The file descriptor of the shared-memory object (`None` for heap rings).
     ///
     /// ```
-    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// assert!(tx.fd().is_none());
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -178,7 +169,7 @@ impl Sender {
     /// Number of slots.
     ///
     /// ```
-    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::Config::default().slots(8))?;
+    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default().slots(8))?;
     /// assert_eq!(tx.capacity(), 8);
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -189,7 +180,7 @@ impl Sender {
     /// Largest message this ring accepts, in bytes.
     ///
     /// ```
-    /// let cfg = shmring::Config::default().slot_size(256);
+    /// let cfg = shmring::mpmc::Config::default().max_message_bytes(240);
     /// let (tx, _rx) = shmring::mpmc::channel(&cfg)?;
     /// assert_eq!(tx.max_message(), 240);
     /// # Ok::<(), shmring::OpenError>(())
@@ -201,7 +192,7 @@ impl Sender {
     /// How blocked calls wait.
     ///
     /// ```
-    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// tx.set_wait_strategy(shmring::WaitStrategy::Block);
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -212,7 +203,7 @@ impl Sender {
     /// How often this handle had to wait and sleep so far.
     ///
     /// ```
-    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// assert_eq!(tx.wait_stats().waits, 0);
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
@@ -227,7 +218,7 @@ impl Sender {
     /// even if this sender never blocks; dead ones are reaped, as a blocked call would.
     ///
     /// ```
-    /// let (tx, rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// assert!(!tx.is_disconnected());
     /// drop(rx);
     /// assert!(tx.is_disconnected());
@@ -468,7 +459,7 @@ impl Sender {
     /// [`SendError::Corrupted`]; all hand the message back.
     ///
     /// ```
-    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::Config::default().slot_size(64))?;
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default().max_message_bytes(48))?;
     /// tx.send(b"ping")?;
     /// let big = [0u8; 49];
     /// let err = tx.send(&big).unwrap_err();
@@ -476,17 +467,19 @@ impl Sender {
     /// drop(rx);
     /// let err = tx.send(b"lost?").unwrap_err();
     /// assert!(err.is_disconnected());
-    /// assert_eq!(err.into_inner(), b"lost?");
+    /// // The caller still holds the message; the error borrows nothing, so `?` converts it.
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> = err.into();
+    /// assert!(boxed.to_string().contains("gone"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         match self.claim(msg.len(), Deadline::never()) {
             Ok(pos) => {
                 self.write_and_publish(pos, msg);
                 Ok(())
             }
-            Err(e) => Err(e.into_send(msg)),
+            Err(e) => Err(e.into_send(())),
         }
     }
 
@@ -497,15 +490,15 @@ impl Sender {
     /// as [`send`](Sender::send). The message is handed back.
     ///
     /// ```
-    /// use shmring::{mpmc, Config, TrySendError};
-    /// let (mut tx, _rx) = mpmc::channel(&Config::default().slots(2))?;
+    /// use shmring::{mpmc, TrySendError};
+    /// let (mut tx, _rx) = mpmc::channel(&shmring::mpmc::Config::default().slots(2))?;
     /// tx.try_send(b"a")?;
     /// tx.try_send(b"b")?;
-    /// assert!(matches!(tx.try_send(b"c"), Err(TrySendError::Full(b"c"))));
+    /// assert!(matches!(tx.try_send(b"c"), Err(TrySendError::Full(()))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline(always)]
-    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         if msg.len() as u64 <= self.h.ring.max_message {
             if let Some(pos) = self.claim_fast() {
                 self.write_and_publish(pos, msg);
@@ -517,12 +510,9 @@ impl Sender {
 
     #[cold]
     #[inline(never)]
-    pub(super) fn try_send_slow<'m>(
-        &mut self,
-        msg: &'m [u8],
-    ) -> Result<(), TrySendError<&'m [u8]>> {
+    pub(super) fn try_send_slow(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         if let Err(e) = self.check_size(msg.len()) {
-            return Err(e.into_try_send(msg));
+            return Err(e.into_try_send(()));
         }
         match self.try_claim() {
             Ok(pos) => {
@@ -531,9 +521,9 @@ impl Sender {
             }
             Err(NoSlot::Busy) => {
                 self.check_after_busy();
-                Err(TrySendError::Full(msg))
+                Err(TrySendError::Full(()))
             }
-            Err(e) => Err(ClaimError::from(e).into_try_send(msg)),
+            Err(e) => Err(ClaimError::from(e).into_try_send(())),
         }
     }
 
@@ -545,31 +535,27 @@ impl Sender {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use shmring::{mpmc, Config, SendTimeoutError};
-    /// let (mut tx, _rx) = mpmc::channel(&Config::default().slots(2))?;
+    /// use shmring::{mpmc, SendTimeoutError};
+    /// let (mut tx, _rx) = mpmc::channel(&shmring::mpmc::Config::default().slots(2))?;
     /// tx.send(b"1")?;
     /// tx.send(b"2")?;
     /// let e = tx.send_timeout(b"3", Duration::from_millis(10)).unwrap_err();
     /// assert!(matches!(e, SendTimeoutError::Timeout(_)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send_timeout<'m>(
-        &mut self,
-        msg: &'m [u8],
-        timeout: Duration,
-    ) -> Result<(), SendTimeoutError<&'m [u8]>> {
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
         match self.claim(msg.len(), Deadline::after(timeout)) {
             Ok(pos) => {
                 self.write_and_publish(pos, msg);
                 Ok(())
             }
-            Err(e) => Err(e.into_send_timeout(msg)),
+            Err(e) => Err(e.into_send_timeout(())),
         }
     }
 
     /// Claims a slot for a message of up to `len` bytes and returns it for writing in place
     /// (zero copy); waits while the ring is full. Nothing is published until
-    /// [`SendGrant::commit`]; dropping the grant publishes nothing (the slot is marked
+    /// [`Grant::commit`]; dropping the grant publishes nothing (the slot is marked
     /// empty and receivers skip it).
     ///
     /// The grant's bytes hold whatever the slot held before, not zeros. Receivers that reach
@@ -579,14 +565,14 @@ impl Sender {
     /// As [`send`](Sender::send) (the handed-back value is `()`).
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// let mut g = tx.reserve(16)?;
     /// g[..5].copy_from_slice(b"hello");
     /// g.commit(5)?;
     /// assert_eq!(&*rx.recv()?, b"hello");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>, SendError<()>> {
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError<()>> {
         let pos = self
             .claim(len, Deadline::never())
             .map_err(|e| e.into_send(()))?;
@@ -599,14 +585,14 @@ impl Sender {
     /// As [`try_send`](Sender::try_send).
     ///
     /// ```
-    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::Config::default().slots(2))?;
+    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default().slots(2))?;
     /// tx.send(b"a")?;
     /// let g = tx.try_reserve(8)?;
     /// drop(g); // publishes nothing, but the slot is used up until a receiver skips it
     /// assert!(tx.try_reserve(8).is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>, TrySendError<()>> {
+    pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_>, TrySendError<()>> {
         self.check_size(len).map_err(|e| e.into_try_send(()))?;
         match self.try_claim() {
             Ok(pos) => Ok(self.grant(pos, len)),
@@ -625,7 +611,7 @@ impl Sender {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::Config::default())?;
+    /// let (mut tx, _rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
     /// let g = tx.reserve_timeout(8, Duration::from_millis(10))?;
     /// g.commit(0)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -634,20 +620,20 @@ impl Sender {
         &mut self,
         len: usize,
         timeout: Duration,
-    ) -> Result<SendGrant<'_>, SendTimeoutError<()>> {
+    ) -> Result<Grant<'_>, SendTimeoutError<()>> {
         let pos = self
             .claim(len, Deadline::after(timeout))
             .map_err(|e| e.into_send_timeout(()))?;
         Ok(self.grant(pos, len))
     }
 
-    pub(super) fn grant(&mut self, pos: u64, len: usize) -> SendGrant<'_> {
+    pub(super) fn grant(&mut self, pos: u64, len: usize) -> Grant<'_> {
         let ring = &self.h.ring;
         // SAFETY: the payload of a claimed slot lies in the region (`len <= max_message`) and
         // is ours alone until published; the grant borrows the sender mutably, so no second
         // claim of this endpoint can overlap it.
         let buf = unsafe { ring.region.slice_mut(ring.payload(pos), len) };
-        SendGrant {
+        Grant {
             buf: NonNull::from(buf),
             sender: self,
             pos,
@@ -659,8 +645,8 @@ impl Sender {
     /// `Disconnected`. Dropping the sender does the same.
     ///
     /// ```
-    /// let (tx, mut rx) = shmring::mpmc::channel(&shmring::Config::default())?;
-    /// let tx2 = tx.clone();
+    /// let (tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
+    /// let tx2 = tx.try_clone()?;
     /// tx.close();
     /// assert!(!rx.is_disconnected());
     /// tx2.close();

@@ -69,9 +69,9 @@ pub struct RingInfo {
 /// The [`OpenError`]s of opening a ring (`NotFound`, `NotShmring`, `UnsupportedVersion`, …).
 ///
 /// ```
-/// use shmring::{spsc, Config, RingKind};
+/// use shmring::{spsc, RingKind};
 /// let name = format!("/shmring-doc-inspect-{}", std::process::id());
-/// let tx = spsc::Producer::create(&name, Config::default().capacity(4096))?;
+/// let tx = spsc::Producer::create(&name, shmring::spsc::Config::default().capacity_bytes(4096))?;
 /// let info = shmring::inspect(&name)?;
 /// assert_eq!(info.kind, RingKind::Spsc);
 /// assert_eq!(info.capacity, 4096);

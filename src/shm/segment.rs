@@ -70,9 +70,9 @@ pub fn validate_name(name: &str) -> Result<(), OpenError> {
 /// [`OpenError::Io`].
 ///
 /// ```
-/// use shmring::{spsc, Config};
+/// use shmring::spsc;
 /// let name = format!("/shmring-doc-unlink-{}", std::process::id());
-/// let tx = spsc::Producer::create(&name, &Config::default())?;
+/// let tx = spsc::Producer::create(&name, &shmring::spsc::Config::default())?;
 /// shmring::unlink(&name)?;
 /// assert!(matches!(shmring::unlink(&name), Err(shmring::OpenError::NotFound(_))));
 /// # drop(tx);

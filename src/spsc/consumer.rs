@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::guards::{Iter, Message};
 use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, producer_closed, record_size};
-use crate::config::Config;
+use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::geometry::{RECORD_HEADER, SpscRules};
@@ -75,11 +75,11 @@ impl Consumer {
     /// As [`Producer::create`].
     ///
     /// ```
-    /// use shmring::{spsc, Config};
+    /// use shmring::spsc;
     /// let name = format!("/shmring-doc-ccreate-{}", std::process::id());
-    /// let rx = spsc::Consumer::create(&name, Config::default())?;
+    /// let rx = spsc::Consumer::create(&name, shmring::spsc::Config::default())?;
     /// assert!(matches!(
-    ///     spsc::Consumer::create(&name, Config::default()),
+    ///     spsc::Consumer::create(&name, shmring::spsc::Config::default()),
     ///     Err(shmring::OpenError::AlreadyExists(_))
     /// ));
     /// shmring::unlink(&name)?;
@@ -261,7 +261,7 @@ impl Consumer {
     /// received (end of stream).
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// tx.send(b"one")?;
     /// tx.send(b"two")?;
     /// drop(tx);
@@ -287,7 +287,7 @@ impl Consumer {
     /// [`TryRecvError::Disconnected`] at end of stream.
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// assert_eq!(rx.try_recv().unwrap_err(), shmring::TryRecvError::Empty);
     /// tx.send(b"now")?;
     /// assert_eq!(&*rx.try_recv()?, b"now");
@@ -310,7 +310,7 @@ impl Consumer {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (_tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (_tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// let e = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
     /// assert_eq!(e, shmring::RecvTimeoutError::Timeout);
     /// # Ok::<(), shmring::OpenError>(())
@@ -388,7 +388,7 @@ impl Consumer {
     /// end of stream (only when nothing was handled).
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// tx.send(b"a")?;
     /// tx.send(b"bc")?;
     /// let mut total = 0;
@@ -450,7 +450,7 @@ impl Consumer {
     /// An iterator that receives messages (copied into `Vec`s) until end of stream.
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// for w in ["a", "b", "c"] {
     ///     tx.send(w.as_bytes())?;
     /// }
@@ -476,7 +476,7 @@ impl Consumer {
     /// Closes the consumer: later sends fail with `Disconnected`. Dropping does the same.
     ///
     /// ```
-    /// let (mut tx, rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// rx.close();
     /// assert!(tx.send(b"x").unwrap_err().is_disconnected());
     /// # Ok::<(), shmring::OpenError>(())

@@ -12,22 +12,23 @@ use crate::sync::Deadline;
 use crate::sync::Ordering;
 
 /// Room in the ring, reserved for writing a message in place. Derefs to the reserved bytes.
-/// Publish with [`commit`](WriteGrant::commit); dropping the grant publishes nothing.
-pub struct WriteGrant<'a> {
+/// Publish with [`commit`](Grant::commit); dropping the grant publishes nothing.
+#[must_use = "dropping a grant without `commit` publishes nothing"]
+pub struct Grant<'a> {
     pub(super) producer: &'a mut Producer,
     pub(super) claim: Claim,
     pub(super) buf: NonNull<[u8]>,
 }
 
-impl fmt::Debug for WriteGrant<'_> {
+impl fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WriteGrant")
+        f.debug_struct("Grant")
             .field("len", &self.claim.len)
             .finish_non_exhaustive()
     }
 }
 
-impl WriteGrant<'_> {
+impl Grant<'_> {
     /// Publishes the first `len` bytes of the grant as one message.
     ///
     /// # Errors
@@ -35,7 +36,7 @@ impl WriteGrant<'_> {
     /// the consumer went away meanwhile (nothing is published in either case).
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// let mut g = tx.reserve(8)?;
     /// g[..3].copy_from_slice(b"abc");
     /// assert!(g.commit(3).is_ok());
@@ -68,7 +69,7 @@ impl WriteGrant<'_> {
     }
 }
 
-impl Deref for WriteGrant<'_> {
+impl Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: `buf` is the claimed range, exclusively ours while the grant (which borrows
@@ -77,7 +78,7 @@ impl Deref for WriteGrant<'_> {
     }
 }
 
-impl DerefMut for WriteGrant<'_> {
+impl DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as `deref`; `&mut self` makes the access unique.
         unsafe { self.buf.as_mut() }
@@ -86,6 +87,7 @@ impl DerefMut for WriteGrant<'_> {
 
 /// Messages written but not yet published; see [`Producer::batch`]. Dropping the batch
 /// publishes what it holds.
+#[must_use = "dropping a batch publishes what it holds"]
 pub struct Batch<'a> {
     pub(super) producer: &'a mut Producer,
 }
@@ -107,7 +109,7 @@ impl Batch<'_> {
     /// # Errors
     /// As [`Producer::try_send`]; on `Full` the messages already in the batch stay pending
     /// (call [`Batch::publish`] or use [`Batch::send`]).
-    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         let p = &mut *self.producer;
         match p.try_claim_once(msg.len()) {
             Ok(claim) => {
@@ -115,7 +117,7 @@ impl Batch<'_> {
                 p.write_record(claim, msg.len() as u64);
                 Ok(())
             }
-            Err(e) => Err(e.into_try_send(msg)),
+            Err(e) => Err(e.into_try_send(())),
         }
     }
 
@@ -124,7 +126,7 @@ impl Batch<'_> {
     ///
     /// # Errors
     /// As [`Producer::send`].
-    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let p = &mut *self.producer;
         match p.claim(msg.len(), Deadline::never()) {
             Ok(claim) => {
@@ -132,7 +134,7 @@ impl Batch<'_> {
                 p.write_record(claim, msg.len() as u64);
                 Ok(())
             }
-            Err(e) => Err(e.into_send(msg)),
+            Err(e) => Err(e.into_send(())),
         }
     }
 
@@ -155,6 +157,7 @@ impl Drop for Batch<'_> {
 /// follows the protocol never touches them until they are released; if the peer is not
 /// trusted, copy the message before validating it (a hostile peer could change it between
 /// the check and the use).
+#[must_use = "dropping the message releases its space"]
 pub struct Message<'a> {
     pub(super) consumer: &'a mut Consumer,
     pub(super) data: NonNull<[u8]>,

@@ -52,12 +52,12 @@ mod producer;
 mod ring;
 
 pub use consumer::Consumer;
-pub use guards::{Batch, Iter, Message, WriteGrant};
+pub use guards::{Batch, Grant, Iter, Message};
 pub use producer::Producer;
 
 pub use crate::geometry::{MAX_CAPACITY, MIN_CAPACITY, max_message_for};
 
-use crate::config::Config;
+pub use crate::config::SpscConfig as Config;
 use crate::error::OpenError;
 use ring::Ring;
 
@@ -68,7 +68,7 @@ use ring::Ring;
 /// valid ring.
 ///
 /// ```
-/// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default().capacity(4096))?;
+/// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default().capacity_bytes(4096))?;
 /// let t = std::thread::spawn(move || {
 ///     for i in 0u32..1000 {
 ///         tx.send(&i.to_le_bytes()).unwrap();
@@ -99,9 +99,9 @@ pub fn channel(config: &Config) -> Result<(Producer, Consumer), OpenError> {
 /// As [`Producer::create`].
 ///
 /// ```
-/// use shmring::{spsc, Config};
+/// use shmring::spsc;
 /// let name = format!("/shmring-doc-mkring-{}", std::process::id());
-/// spsc::create(&name, Config::default().capacity(4096))?;
+/// spsc::create(&name, shmring::spsc::Config::default().capacity_bytes(4096))?;
 /// let mut tx = spsc::Producer::open(&name)?;
 /// let mut rx = spsc::Consumer::open(&name)?;
 /// shmring::unlink(&name)?;

@@ -4,9 +4,9 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use super::guards::{Batch, WriteGrant};
+use super::guards::{Batch, Grant};
 use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, consumer_closed, record_size};
-use crate::config::Config;
+use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{ClaimError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError};
 use crate::geometry::{RECORD_HEADER, SpscRules};
@@ -94,9 +94,9 @@ impl Producer {
     /// `NoSpace`, or an OS error.
     ///
     /// ```
-    /// use shmring::{spsc, Config};
+    /// use shmring::spsc;
     /// let name = format!("/shmring-doc-create-{}", std::process::id());
-    /// let mut tx = spsc::Producer::create(&name, Config::default().capacity(1 << 16))?;
+    /// let mut tx = spsc::Producer::create(&name, shmring::spsc::Config::default().capacity_bytes(1 << 16))?;
     /// let mut rx = spsc::Consumer::open(&name)?; // normally in another process
     /// shmring::unlink(&name)?;                   // the name can go once both are attached
     /// tx.send(b"hello")?;
@@ -120,9 +120,9 @@ impl Producer {
     /// `Poisoned`), or `EndpointTaken` / `EndpointClosed` if a producer already attached.
     ///
     /// ```
-    /// use shmring::{spsc, Config};
+    /// use shmring::spsc;
     /// let name = format!("/shmring-doc-popen-{}", std::process::id());
-    /// let mut rx = spsc::Consumer::create(&name, Config::default())?;
+    /// let mut rx = spsc::Consumer::create(&name, shmring::spsc::Config::default())?;
     /// let mut tx = spsc::Producer::open(&name)?;
     /// shmring::unlink(&name)?;
     /// assert!(matches!(spsc::Producer::open(&name), Err(shmring::OpenError::NotFound(_))));
@@ -155,8 +155,8 @@ impl Producer {
     ///
     /// ```
     /// use std::os::fd::AsFd;
-    /// use shmring::{spsc, Config};
-    /// let mut tx = spsc::Producer::create_anonymous(Config::default())?;
+    /// use shmring::spsc;
+    /// let mut tx = spsc::Producer::create_anonymous(shmring::spsc::Config::default())?;
     /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
     /// let mut rx = spsc::Consumer::from_fd(fd)?; // normally in another process
     /// tx.send(b"over a memfd")?;
@@ -384,7 +384,7 @@ impl Producer {
     /// dropped. Useful for many small messages.
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// {
     ///     let mut batch = tx.batch();
     ///     for i in 0u8..10 {
@@ -409,22 +409,24 @@ impl Producer {
     /// message exceeds [`max_message`](Producer::max_message); both hand the message back.
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// tx.send(b"ping")?;
     /// drop(rx);
     /// let err = tx.send(b"lost?").unwrap_err();
     /// assert!(err.is_disconnected());
-    /// assert_eq!(err.into_inner(), b"lost?");
+    /// // The caller still holds the message; the error borrows nothing, so `?` converts it.
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> = err.into();
+    /// assert!(boxed.to_string().contains("gone"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         match self.claim(msg.len(), Deadline::never()) {
             Ok(claim) => {
                 self.write_and_publish(claim, msg);
                 Ok(())
             }
-            Err(e) => Err(e.into_send(msg)),
+            Err(e) => Err(e.into_send(())),
         }
     }
 
@@ -435,21 +437,21 @@ impl Producer {
     /// long), otherwise as [`send`](Producer::send). The message is handed back.
     ///
     /// ```
-    /// use shmring::{spsc, Config, TrySendError};
-    /// let (mut tx, _rx) = spsc::channel(&Config::default().capacity(64))?;
+    /// use shmring::{spsc, TrySendError};
+    /// let (mut tx, _rx) = spsc::channel(&shmring::spsc::Config::default().capacity_bytes(64))?;
     /// tx.try_send(&[1; 24])?; // 32-byte record
     /// tx.try_send(&[2; 24])?; // the ring is now full
     /// assert!(matches!(tx.try_send(&[3; 24]), Err(TrySendError::Full(_))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), TrySendError<&'m [u8]>> {
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         match self.try_claim_once(msg.len()) {
             Ok(claim) => {
                 self.write_and_publish(claim, msg);
                 Ok(())
             }
-            Err(e) => Err(e.into_try_send(msg)),
+            Err(e) => Err(e.into_try_send(())),
         }
     }
 
@@ -461,25 +463,21 @@ impl Producer {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use shmring::{spsc, Config, SendTimeoutError};
-    /// let (mut tx, _rx) = spsc::channel(&Config::default().capacity(32))?;
+    /// use shmring::{spsc, SendTimeoutError};
+    /// let (mut tx, _rx) = spsc::channel(&shmring::spsc::Config::default().capacity_bytes(32))?;
     /// tx.send(&[0; 8])?;
     /// tx.send(&[0; 8])?;
     /// let e = tx.send_timeout(&[0; 8], Duration::from_millis(10)).unwrap_err();
     /// assert!(matches!(e, SendTimeoutError::Timeout(_)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send_timeout<'m>(
-        &mut self,
-        msg: &'m [u8],
-        timeout: Duration,
-    ) -> Result<(), SendTimeoutError<&'m [u8]>> {
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
         match self.claim(msg.len(), Deadline::after(timeout)) {
             Ok(claim) => {
                 self.write_and_publish(claim, msg);
                 Ok(())
             }
-            Err(e) => Err(e.into_send_timeout(msg)),
+            Err(e) => Err(e.into_send_timeout(())),
         }
     }
 
@@ -499,7 +497,7 @@ impl Producer {
 
     /// Reserves room for a message of up to `len` bytes and returns it for writing in place
     /// (zero copy); waits while the ring is full. Nothing is published until
-    /// [`WriteGrant::commit`]; dropping the grant publishes nothing.
+    /// [`Grant::commit`]; dropping the grant publishes nothing.
     ///
     /// The grant's bytes hold whatever the region held before (old messages), not zeros.
     ///
@@ -507,7 +505,7 @@ impl Producer {
     /// As [`send`](Producer::send) (the handed-back value is `()`).
     ///
     /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// let mut g = tx.reserve(64)?;
     /// let n = {
     ///     use std::io::Write;
@@ -519,7 +517,7 @@ impl Producer {
     /// assert_eq!(&*rx.recv()?, b"written in place");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError<()>> {
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError<()>> {
         let claim = self
             .claim(len, Deadline::never())
             .map_err(|e| e.into_send(()))?;
@@ -530,7 +528,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`try_send`](Producer::try_send).
-    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError<()>> {
+    pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_>, TrySendError<()>> {
         match self.try_claim_once(len) {
             Ok(claim) => Ok(self.grant(claim)),
             Err(e) => Err(e.into_try_send(())),
@@ -545,14 +543,14 @@ impl Producer {
         &mut self,
         len: usize,
         timeout: Duration,
-    ) -> Result<WriteGrant<'_>, SendTimeoutError<()>> {
+    ) -> Result<Grant<'_>, SendTimeoutError<()>> {
         let claim = self
             .claim(len, Deadline::after(timeout))
             .map_err(|e| e.into_send_timeout(()))?;
         Ok(self.grant(claim))
     }
 
-    pub(super) fn grant(&mut self, claim: Claim) -> WriteGrant<'_> {
+    pub(super) fn grant(&mut self, claim: Claim) -> Grant<'_> {
         // SAFETY: the payload range lies in claimed free space (see `try_claim`), exclusively
         // ours until published; the grant borrows `self` mutably, so no second claim can
         // overlap it.
@@ -561,7 +559,7 @@ impl Producer {
                 .region
                 .slice_mut(claim.at as usize + 8, claim.len as usize)
         };
-        WriteGrant {
+        Grant {
             producer: self,
             claim,
             buf: NonNull::from(buf),
@@ -576,7 +574,7 @@ impl Producer {
     /// stream); the child must not use it.
     ///
     /// ```
-    /// let (tx, mut rx) = shmring::spsc::channel(&shmring::Config::default())?;
+    /// let (tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
     /// tx.close();
     /// assert_eq!(rx.recv().unwrap_err(), shmring::RecvError::Disconnected);
     /// # Ok::<(), shmring::OpenError>(())

@@ -3,7 +3,7 @@
 
 use std::ptr::NonNull;
 
-use crate::config::Config;
+use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{Corruption, OpenError};
 use crate::geometry::{Geometry, RECORD_HEADER, SPSC_CONTROL_SIZE, SpscRules};

@@ -3,8 +3,8 @@
 //! uses two rings. Names are removed once the peer has attached, and on any error.
 
 use serde_json::{Value, json};
+use shmring::WaitStrategy;
 use shmring::mpmc::{Receiver, Sender};
-use shmring::{Config, WaitStrategy};
 
 use super::{Ctx, Family, ParentEnd, Setup, Transport, Unavailable, arg_str};
 use crate::bench::harness::{self, Job, Link, ParentResult, SideReport, Test};
@@ -100,9 +100,9 @@ impl Transport for Mpmc {
 
     fn prepare(&self, ctx: &Ctx, job: &Job) -> Result<Setup, Unavailable> {
         let (slot, slots) = geometry(job.size);
-        let config = Config::default()
+        let config = shmring::mpmc::Config::default()
             .slots(slots)
-            .slot_size(slot)
+            .max_message_bytes(slot - 16)
             .endpoints(4)
             .wait_strategy(WaitStrategy::Adaptive);
         let mut names = Names(Vec::new());

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 use shmring::spsc::{Consumer, Producer};
-use shmring::{Config, TryRecvError, WaitStrategy};
+use shmring::{TryRecvError, WaitStrategy};
 
 use super::{Ctx, Family, ParentEnd, Setup, Transport, Unavailable, arg_str};
 use crate::bench::harness::{self, Job, Link, ParentResult, SideReport, Test};
@@ -245,8 +245,8 @@ impl Transport for Spsc {
     }
 
     fn prepare(&self, ctx: &Ctx, job: &Job) -> Result<Setup, Unavailable> {
-        let config = Config::default()
-            .capacity(capacity_for(job.size))
+        let config = shmring::spsc::Config::default()
+            .capacity_bytes(capacity_for(job.size))
             .wait_strategy(self.strategy);
         let mut names = Names(Vec::new());
         let a = ctx.unique("a");
