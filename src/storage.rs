@@ -11,7 +11,7 @@
 //! peer is still there, and a way to poison the ring for later openers.)
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// Role code of an SPSC producer or an MPMC sender in the endpoint table.
@@ -114,8 +114,16 @@ impl Storage {
         }
     }
 
-    /// The memfd or shm fd behind a shared ring.
-    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.0.fd()
+    /// A new descriptor (close-on-exec) of the object behind a shared ring, to hand to
+    /// another process.
+    pub(crate) fn dup_fd(&self) -> Result<OwnedFd, crate::OpenError> {
+        let fd = self.0.fd().ok_or(crate::OpenError::Incompatible(
+            "a heap ring has no file descriptor",
+        ))?;
+        fd.try_clone_to_owned()
+            .map_err(|source| crate::OpenError::Io {
+                context: "fcntl(F_DUPFD_CLOEXEC)",
+                source,
+            })
     }
 }

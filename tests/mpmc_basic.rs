@@ -208,7 +208,7 @@ fn all_senders_gone_receivers_drain_then_disconnect() {
         tx2.send(b"c").unwrap();
         drop(tx2);
         assert!(rx.is_disconnected());
-        let all: Vec<Vec<u8>> = rx.iter().collect();
+        let all: Vec<Vec<u8>> = rx.iter().collect::<Result<_, _>>().unwrap();
         assert_eq!(all, [b"a", b"b", b"c"]);
         assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
         assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);

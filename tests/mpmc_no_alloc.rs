@@ -21,13 +21,12 @@ fn the_allocator_counts() {
 #[test]
 fn mpmc_send_and_receive_do_not_allocate() {
     // A shared ring on a memfd: both ends here, each with a registry entry and claim record.
-    let mut tx = mpmc::Sender::create_anonymous(
+    let (mut tx, fd) = mpmc::Sender::create_anonymous(
         shmring::mpmc::Config::default()
             .slots(8)
             .max_message_bytes(112),
     )
     .unwrap();
-    let fd = tx.fd().unwrap().try_clone_to_owned().unwrap();
     let mut rx = mpmc::Receiver::from_fd(fd).unwrap();
     let payload = [0x5Au8; 100];
     let mut seen = 0usize;

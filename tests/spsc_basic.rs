@@ -18,8 +18,8 @@ fn rings(cfg: shmring::spsc::Config, mut f: impl FnMut(spsc::Producer, spsc::Con
     let tx = spsc::Producer::create(name.as_str(), cfg).unwrap();
     let rx = spsc::Consumer::open(name.as_str()).unwrap();
     f(tx, rx);
-    let tx = spsc::Producer::create_anonymous(cfg).unwrap();
-    let rx = spsc::Consumer::from_fd(tx.fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
+    let (tx, fd) = spsc::Producer::create_anonymous(cfg).unwrap();
+    let rx = spsc::Consumer::from_fd(fd).unwrap();
     f(tx, rx);
 }
 
@@ -192,7 +192,7 @@ fn closing_either_end_behaves_like_a_pipe() {
             tx.send(b"b").unwrap();
             tx.close();
             assert!(rx.is_disconnected());
-            let all: Vec<Vec<u8>> = rx.iter().collect();
+            let all: Vec<Vec<u8>> = rx.iter().collect::<Result<_, _>>().unwrap();
             assert_eq!(all, [b"a".to_vec(), b"b".to_vec()]);
             assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
         },

@@ -21,10 +21,9 @@ fn the_allocator_counts() {
 #[test]
 fn send_and_receive_do_not_allocate() {
     // A shared-memory ring on a memfd, both ends in this thread.
-    let mut tx =
+    let (mut tx, fd) =
         spsc::Producer::create_anonymous(shmring::spsc::Config::default().capacity_bytes(1 << 14))
             .unwrap();
-    let fd = tx.fd().unwrap().try_clone_to_owned().unwrap();
     let mut rx = spsc::Consumer::from_fd(fd).unwrap();
     let payload = [0xABu8; 1000];
     let mut seen = 0usize;
@@ -65,13 +64,12 @@ fn send_and_receive_do_not_allocate() {
 
 #[test]
 fn a_blocking_wait_that_sleeps_does_not_allocate() {
-    let mut tx = spsc::Producer::create_anonymous(
+    let (mut tx, fd) = spsc::Producer::create_anonymous(
         shmring::spsc::Config::default()
             .capacity_bytes(64)
             .wait_strategy(WaitStrategy::Block),
     )
     .unwrap();
-    let fd = tx.fd().unwrap().try_clone_to_owned().unwrap();
     let mut rx = spsc::Consumer::from_fd(fd).unwrap();
     rx.set_wait_strategy(WaitStrategy::Block);
     let n = allocations_in(|| {

@@ -127,10 +127,10 @@ fn a_peer_that_died_while_attaching_is_gone() {
 
 #[test]
 fn dropping_an_inherited_handle_in_a_forked_child_closes_nothing() {
-    let mut tx =
+    let (mut tx, fd) =
         spsc::Producer::create_anonymous(shmring::spsc::Config::default().capacity_bytes(4096))
             .unwrap();
-    let mut rx = spsc::Consumer::from_fd(tx.fd().unwrap().try_clone_to_owned().unwrap()).unwrap();
+    let mut rx = spsc::Consumer::from_fd(fd).unwrap();
     common::fork_and_wait(|| {
         // SAFETY: in the forked child these bitwise copies are the child's own (fork copied
         // the memory) and the originals are never used there again; dropping them is what
@@ -148,13 +148,13 @@ fn dropping_an_inherited_handle_in_a_forked_child_closes_nothing() {
 #[test]
 fn unsealed_memfd_is_refused() {
     // A memfd holding a copy of a valid ring, but without seals: its owner could shrink it.
-    let tx =
+    let (_tx, fd) =
         spsc::Producer::create_anonymous(shmring::spsc::Config::default().capacity_bytes(4096))
             .unwrap();
     let mut bytes = Vec::new();
     {
         use std::io::Read;
-        let mut f = std::fs::File::from(tx.fd().unwrap().try_clone_to_owned().unwrap());
+        let mut f = std::fs::File::from(fd);
         f.read_to_end(&mut bytes).unwrap();
     }
     let fd = rustix::fs::memfd_create("unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();

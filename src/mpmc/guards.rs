@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use super::{Receiver, Sender};
-use crate::error::{CommitError, Corruption, RecvError};
+use crate::error::{CommitError, Corruption, TryRecvError};
 
 /// A slot claimed by a sender, for writing a message in place. Derefs to the reserved bytes.
 /// Publish with [`commit`](Grant::commit); dropping the grant publishes nothing.
@@ -127,40 +127,41 @@ impl Drop for Message<'_> {
     }
 }
 
-/// Iterator returned by [`Receiver::iter`]. Ends at end of stream, or at corruption (then
-/// [`Iter::error`] says what was wrong).
+/// Iterator returned by [`Receiver::iter`] (waits for each message) and [`Receiver::try_iter`]
+/// (takes only the messages there now). Yields each message copied into a `Vec`; ends at end
+/// of stream (and, for `try_iter`, when the ring is empty). Corruption is not the end of the
+/// stream: it is yielded as `Some(Err(..))`, once, and then the iterator ends.
 #[derive(Debug)]
+#[must_use = "iterators do nothing unless consumed"]
 pub struct Iter<'a> {
     pub(super) receiver: &'a mut Receiver,
-    pub(super) error: Option<Corruption>,
-}
-
-impl Iter<'_> {
-    /// The corruption that ended the iteration, if any.
-    ///
-    /// ```
-    /// let (tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
-    /// drop(tx);
-    /// let mut it = rx.iter();
-    /// assert!(it.next().is_none());
-    /// assert!(it.error().is_none());
-    /// # Ok::<(), shmring::OpenError>(())
-    /// ```
-    pub fn error(&self) -> Option<Corruption> {
-        self.error
-    }
+    pub(super) blocking: bool,
+    pub(super) done: bool,
 }
 
 impl Iterator for Iter<'_> {
-    type Item = Vec<u8>;
-    fn next(&mut self) -> Option<Vec<u8>> {
-        match self.receiver.recv() {
-            Ok(m) => Some(m.to_vec()),
-            Err(RecvError::Disconnected) => None,
-            Err(RecvError::Corrupted(c)) => {
-                self.error = Some(c);
+    type Item = Result<Vec<u8>, Corruption>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let got = if self.blocking {
+            self.receiver.recv().map_err(TryRecvError::from)
+        } else {
+            self.receiver.try_recv()
+        };
+        match got {
+            Ok(m) => Some(Ok(m.to_vec())),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                self.done = true;
                 None
+            }
+            Err(TryRecvError::Corrupted(c)) => {
+                self.done = true;
+                Some(Err(c))
             }
         }
     }
 }
+
+impl std::iter::FusedIterator for Iter<'_> {}

@@ -218,4 +218,17 @@ mod tests {
         drop(tx);
         assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
     }
+
+    #[test]
+    fn iterators_yield_corruption_then_end() {
+        let (mut tx, mut rx) = channel(&Config::default().slots(4)).unwrap();
+        tx.send(b"ok").unwrap();
+        tx.send(b"x").unwrap();
+        tx.h.ring.meta(1).seq.store(1 << 40, Ordering::Release);
+        let mut it = rx.iter();
+        assert_eq!(it.next(), Some(Ok(b"ok".to_vec())));
+        assert!(matches!(it.next(), Some(Err(_))));
+        assert_eq!(it.next(), None);
+        assert!(matches!(rx.try_iter().next(), Some(Err(_))));
+    }
 }

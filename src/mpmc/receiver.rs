@@ -2,6 +2,7 @@
 //! releases the slot to the next lap's sender; waits while the ring is empty.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -99,16 +100,17 @@ impl Receiver {
     /// As [`Sender::create`].
     ///
     /// ```
-    /// let rx = shmring::mpmc::Receiver::create_anonymous(shmring::mpmc::Config::default())?;
-    /// assert!(rx.fd().is_some());
+    /// let (rx, fd) = shmring::mpmc::Receiver::create_anonymous(shmring::mpmc::Config::default())?;
+    /// let tx = shmring::mpmc::Sender::from_fd(fd)?; // normally in another process
+    /// assert!(!rx.is_disconnected());
     /// # Ok::<(), shmring::OpenError>(())
     /// ```
     pub fn create_anonymous(
         config: impl std::borrow::Borrow<Config>,
-    ) -> Result<Receiver, OpenError> {
-        Ok(Receiver {
-            h: Handle::create(None, config.borrow(), Role::Receiver)?,
-        })
+    ) -> Result<(Receiver, OwnedFd), OpenError> {
+        let h = Handle::create(None, config.borrow(), Role::Receiver)?;
+        let fd = h.ring.storage.dup_fd()?;
+        Ok((Receiver { h }, fd))
     }
 
     /// Attaches a new receiver to an existing named MPMC ring.
@@ -135,28 +137,36 @@ impl Receiver {
     /// As [`Sender::open`].
     ///
     /// ```
-    /// let mut tx = shmring::mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;
-    /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let (mut tx, fd) = shmring::mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;
     /// let mut rx = shmring::mpmc::Receiver::from_fd(fd)?;
     /// tx.send(b"x")?;
     /// assert_eq!(&*rx.recv()?, b"x");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Receiver, OpenError> {
+    pub fn from_fd(fd: OwnedFd) -> Result<Receiver, OpenError> {
         Ok(Receiver {
             h: Handle::attach(shm::open_fd::<MpmcRules>(fd)?, Role::Receiver)?,
         })
     }
 
-    /// The file descriptor of the shared-memory object (`None` for heap rings).
+    /// Messages in the ring: claimed by senders and not yet taken by receivers (a snapshot;
+    /// other endpoints move meanwhile).
     ///
     /// ```
-    /// let (_tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
-    /// assert!(rx.fd().is_none());
-    /// # Ok::<(), shmring::OpenError>(())
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
+    /// assert!(rx.is_empty());
+    /// tx.send(b"a")?;
+    /// tx.send(b"b")?;
+    /// assert_eq!(rx.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.h.ring.storage.fd()
+    pub fn len(&self) -> usize {
+        self.h.ring.len()
+    }
+
+    /// Whether no message is in the ring (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Number of slots.
@@ -580,7 +590,8 @@ impl Receiver {
         }
     }
 
-    /// An iterator that receives messages (copied into `Vec`s) until end of stream.
+    /// An iterator that receives messages (copied into `Vec`s), waiting for each, until end
+    /// of stream. Corruption is yielded as an error rather than ending the stream silently.
     ///
     /// ```
     /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
@@ -588,15 +599,51 @@ impl Receiver {
     ///     tx.send(w.as_bytes())?;
     /// }
     /// drop(tx);
-    /// let all: Vec<Vec<u8>> = rx.iter().collect();
+    /// let all = rx.iter().collect::<Result<Vec<Vec<u8>>, _>>()?;
     /// assert_eq!(all, [b"a", b"b", b"c"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(&mut self) -> Iter<'_> {
         Iter {
             receiver: self,
-            error: None,
+            blocking: true,
+            done: false,
         }
+    }
+
+    /// An iterator over the messages that are in the ring now, without waiting.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
+    /// tx.send(b"a")?;
+    /// tx.send(b"b")?;
+    /// assert_eq!(rx.try_iter().count(), 2);
+    /// assert!(rx.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_iter(&mut self) -> Iter<'_> {
+        Iter {
+            receiver: self,
+            blocking: false,
+            done: false,
+        }
+    }
+
+    /// Opens a receiver end of a named ring like [`open`](Receiver::open), waiting up to
+    /// `timeout` for the ring to be created if it does not exist yet (for a process that may
+    /// start before its peer).
+    ///
+    /// # Errors
+    /// As [`open`](Receiver::open); `NotFound` if the ring still does not exist at the deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("/shmring-doc-opent-mpmc-{}", std::process::id());
+    /// let err = shmring::mpmc::Receiver::open_timeout(&name, Duration::from_millis(20)).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Receiver, OpenError> {
+        shm::wait_until_found(timeout, || Receiver::open(name))
     }
 
     /// Closes this receiver. When it was the last receiver, sends fail with `Disconnected`

@@ -262,6 +262,17 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// Messages claimed by senders and not yet claimed by receivers, at about this moment
+    /// (claimed slots still being written included); a peer's forged index reads as a full
+    /// ring at most.
+    pub(super) fn len(&self) -> usize {
+        let head = self.ctrl().head.head.load(Ordering::Acquire);
+        let tail = self.ctrl().tail.tail.load(Ordering::Acquire);
+        tail.saturating_sub(head).min(self.slots) as usize
+    }
+}
+
 /// A heap ring: the same slots as in shared memory, without registry or claim table.
 /// Returns the ring view (both side words count one live handle).
 pub(super) fn on_heap(config: &Config) -> Result<Ring, OpenError> {

@@ -2,6 +2,7 @@
 //! it through the slot's sequence word; waits while the ring is full.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -98,17 +99,18 @@ impl Sender {
     ///
     /// ```
     /// use shmring::mpmc;
-    /// let mut tx = mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;
-    /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let (mut tx, fd) = mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;
     /// let mut rx = mpmc::Receiver::from_fd(fd)?;
     /// tx.send(b"over a memfd")?;
     /// assert_eq!(&*rx.recv()?, b"over a memfd");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn create_anonymous(config: impl std::borrow::Borrow<Config>) -> Result<Sender, OpenError> {
-        Ok(Sender {
-            h: Handle::create(None, config.borrow(), Role::Sender)?,
-        })
+    pub fn create_anonymous(
+        config: impl std::borrow::Borrow<Config>,
+    ) -> Result<(Sender, OwnedFd), OpenError> {
+        let h = Handle::create(None, config.borrow(), Role::Sender)?;
+        let fd = h.ring.storage.dup_fd()?;
+        Ok((Sender { h }, fd))
     }
 
     /// Attaches a new sender to an existing named MPMC ring.
@@ -135,6 +137,16 @@ impl Sender {
         })
     }
 
+    /// Opens a sender end of a named ring like [`open`](Sender::open), waiting up to
+    /// `timeout` for the ring to be created if it does not exist yet (for a process that may
+    /// start before its peer).
+    ///
+    /// # Errors
+    /// As [`open`](Sender::open); `NotFound` if the ring still does not exist at the deadline.
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Sender, OpenError> {
+        shm::wait_until_found(timeout, || Sender::open(name))
+    }
+
     /// Attaches a new sender to a ring given by a file descriptor (see
     /// [`Sender::create_anonymous`]).
     ///
@@ -143,27 +155,35 @@ impl Sender {
     ///
     /// ```
     /// use shmring::mpmc;
-    /// let rx = mpmc::Receiver::create_anonymous(shmring::mpmc::Config::default())?;
-    /// let fd = rx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let (rx, fd) = mpmc::Receiver::create_anonymous(shmring::mpmc::Config::default())?;
     /// let tx = mpmc::Sender::from_fd(fd)?;
     /// assert!(!tx.is_disconnected());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Sender, OpenError> {
+    pub fn from_fd(fd: OwnedFd) -> Result<Sender, OpenError> {
         Ok(Sender {
             h: Handle::attach(shm::open_fd::<MpmcRules>(fd)?, Role::Sender)?,
         })
     }
 
-    /// The file descriptor of the shared-memory object (`None` for heap rings).
+    /// Messages in the ring: claimed by senders and not yet taken by receivers (a snapshot;
+    /// other endpoints move meanwhile).
     ///
     /// ```
-    /// let (tx, _rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
-    /// assert!(tx.fd().is_none());
-    /// # Ok::<(), shmring::OpenError>(())
+    /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
+    /// assert!(rx.is_empty());
+    /// tx.send(b"a")?;
+    /// tx.send(b"b")?;
+    /// assert_eq!(rx.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.h.ring.storage.fd()
+    pub fn len(&self) -> usize {
+        self.h.ring.len()
+    }
+
+    /// Whether no message is in the ring (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Number of slots.

@@ -185,6 +185,26 @@ fn validated<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {
     })
 }
 
+/// Calls `open` until it finds the object or `timeout` passes (`open_timeout`).
+pub(crate) fn wait_until_found<T>(
+    timeout: std::time::Duration,
+    mut open: impl FnMut() -> Result<T, OpenError>,
+) -> Result<T, OpenError> {
+    let started = std::time::Instant::now();
+    loop {
+        match open() {
+            Err(OpenError::NotFound(name)) => {
+                let left = timeout.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(OpenError::NotFound(name));
+                }
+                std::thread::sleep(left.min(std::time::Duration::from_millis(5)));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Between `shm_open(O_CREAT)` and `ftruncate` a creator's object has size 0. An opener that
 /// finds an empty object waits (bounded) for it to be sized.
 fn wait_for_size(

@@ -2,6 +2,7 @@
 //! waits while the ring is empty.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -118,10 +119,31 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Producer::open`].
-    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Consumer, OpenError> {
+    pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd)?;
         let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
         Ok(Consumer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Bytes of the ring in use: records published and not yet released (padding
+    /// included). Both sides move meanwhile, so it is a snapshot. (An SPSC ring holds
+    /// messages of any size, so it counts bytes, not messages.)
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
+    /// assert!(tx.is_empty() && rx.is_empty());
+    /// tx.send(b"abc")?;
+    /// assert_eq!(rx.used_bytes(), 16); // an 8-byte record header, the payload padded to 8
+    /// assert!(!tx.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn used_bytes(&self) -> usize {
+        self.ring.used_bytes()
+    }
+
+    /// Whether no message is waiting in the ring (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.used_bytes() == 0
     }
 
     /// Capacity of the data region in bytes.
@@ -447,7 +469,8 @@ impl Consumer {
         }
     }
 
-    /// An iterator that receives messages (copied into `Vec`s) until end of stream.
+    /// An iterator that receives messages (copied into `Vec`s), waiting for each, until end
+    /// of stream. Corruption is yielded as an error rather than ending the stream silently.
     ///
     /// ```
     /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
@@ -455,15 +478,51 @@ impl Consumer {
     ///     tx.send(w.as_bytes())?;
     /// }
     /// drop(tx);
-    /// let all: Vec<Vec<u8>> = rx.iter().collect();
+    /// let all = rx.iter().collect::<Result<Vec<Vec<u8>>, _>>()?;
     /// assert_eq!(all, [b"a", b"b", b"c"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(&mut self) -> Iter<'_> {
         Iter {
             consumer: self,
-            error: None,
+            blocking: true,
+            done: false,
         }
+    }
+
+    /// An iterator over the messages that are in the ring now, without waiting.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
+    /// tx.send(b"a")?;
+    /// tx.send(b"b")?;
+    /// assert_eq!(rx.try_iter().count(), 2);
+    /// assert!(rx.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_iter(&mut self) -> Iter<'_> {
+        Iter {
+            consumer: self,
+            blocking: false,
+            done: false,
+        }
+    }
+
+    /// Opens the consumer end of a named ring like [`open`](Consumer::open), waiting up to
+    /// `timeout` for the ring to be created if it does not exist yet (for a process that may
+    /// start before its peer).
+    ///
+    /// # Errors
+    /// As [`open`](Consumer::open); `NotFound` if the ring still does not exist at the deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("/shmring-doc-opent-spsc-{}", std::process::id());
+    /// let err = shmring::spsc::Consumer::open_timeout(&name, Duration::from_millis(20)).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer, OpenError> {
+        shm::wait_until_found(timeout, || Consumer::open(name))
     }
 
     /// Whether the producer has closed or died; messages may still be waiting. Looks at the

@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 
 use super::producer::Claim;
 use super::{Consumer, Producer};
-use crate::error::{CommitError, Corruption, RecvError, SendError, TrySendError};
+use crate::error::{CommitError, Corruption, SendError, TryRecvError, TrySendError};
 use crate::sync::Deadline;
 use crate::sync::Ordering;
 
@@ -190,31 +190,41 @@ impl Drop for Message<'_> {
     }
 }
 
-/// Iterator returned by [`Consumer::iter`]. Ends at end of stream, or at corruption (then
-/// [`Iter::error`] says what was wrong).
+/// Iterator returned by [`Consumer::iter`] (waits for each message) and [`Consumer::try_iter`]
+/// (takes only the messages there now). Yields each message copied into a `Vec`; ends at end
+/// of stream (and, for `try_iter`, when the ring is empty). Corruption is not the end of the
+/// stream: it is yielded as `Some(Err(..))`, once, and then the iterator ends.
 #[derive(Debug)]
+#[must_use = "iterators do nothing unless consumed"]
 pub struct Iter<'a> {
     pub(super) consumer: &'a mut Consumer,
-    pub(super) error: Option<Corruption>,
-}
-
-impl Iter<'_> {
-    /// The corruption that ended the iteration, if any.
-    pub fn error(&self) -> Option<Corruption> {
-        self.error
-    }
+    pub(super) blocking: bool,
+    pub(super) done: bool,
 }
 
 impl Iterator for Iter<'_> {
-    type Item = Vec<u8>;
-    fn next(&mut self) -> Option<Vec<u8>> {
-        match self.consumer.recv() {
-            Ok(m) => Some(m.to_vec()),
-            Err(RecvError::Disconnected) => None,
-            Err(RecvError::Corrupted(c)) => {
-                self.error = Some(c);
+    type Item = Result<Vec<u8>, Corruption>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let got = if self.blocking {
+            self.consumer.recv().map_err(TryRecvError::from)
+        } else {
+            self.consumer.try_recv()
+        };
+        match got {
+            Ok(m) => Some(Ok(m.to_vec())),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                self.done = true;
                 None
+            }
+            Err(TryRecvError::Corrupted(c)) => {
+                self.done = true;
+                Some(Err(c))
             }
         }
     }
 }
+
+impl std::iter::FusedIterator for Iter<'_> {}

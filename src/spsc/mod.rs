@@ -112,3 +112,23 @@ pub fn channel(config: &Config) -> Result<(Producer, Consumer), OpenError> {
 pub fn create(name: &str, config: impl std::borrow::Borrow<Config>) -> Result<(), OpenError> {
     Ring::create(Some(name), config.borrow(), None).map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Ordering;
+
+    #[test]
+    fn iterators_yield_corruption_then_end() {
+        let (mut tx, mut rx) = channel(&Config::default().capacity_bytes(64)).unwrap();
+        tx.send(b"ok").unwrap();
+        let mut it = rx.iter();
+        assert_eq!(it.next(), Some(Ok(b"ok".to_vec())));
+        // A peer forges a misaligned tail.
+        tx.ring.ctrl().producer.tail.store(19, Ordering::Release);
+        assert!(matches!(it.next(), Some(Err(_))));
+        assert_eq!(it.next(), None);
+        assert!(matches!(rx.try_iter().next(), Some(Err(_))));
+        drop(tx);
+    }
+}

@@ -1,6 +1,7 @@
 //! The producer: claims space, writes records, publishes them; waits while the ring is full.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -136,28 +137,37 @@ impl Producer {
         Ok(Producer::new(ring, WaitStrategy::default()))
     }
 
+    /// Opens the producer end of a named ring like [`open`](Producer::open), waiting up to
+    /// `timeout` for the ring to be created if it does not exist yet (for a process that may
+    /// start before its peer).
+    ///
+    /// # Errors
+    /// As [`open`](Producer::open); `NotFound` if the ring still does not exist at the deadline.
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Producer, OpenError> {
+        shm::wait_until_found(timeout, || Producer::open(name))
+    }
+
     /// Attaches as the producer of a ring given by a file descriptor, such as the memfd of an
     /// anonymous ring received over a Unix socket or inherited across `exec`.
     ///
     /// # Errors
     /// As [`Producer::open`].
-    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Producer, OpenError> {
+    pub fn from_fd(fd: OwnedFd) -> Result<Producer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd)?;
         let ring = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
         Ok(Producer::new(ring, WaitStrategy::default()))
     }
 
-    /// Creates an anonymous ring on a sealed memfd and returns its producer. Hand the fd
-    /// ([`Producer::fd`]) to another process, which attaches with [`Consumer::from_fd`].
+    /// Creates an anonymous ring on a sealed memfd and returns its producer, with a
+    /// descriptor of the memfd to hand to another process (over a Unix socket, or across
+    /// `fork`/`exec`), which attaches with [`Consumer::from_fd`].
     ///
     /// # Errors
     /// As [`Producer::create`].
     ///
     /// ```
-    /// use std::os::fd::AsFd;
     /// use shmring::spsc;
-    /// let mut tx = spsc::Producer::create_anonymous(shmring::spsc::Config::default())?;
-    /// let fd = tx.fd().expect("shared ring").try_clone_to_owned()?;
+    /// let (mut tx, fd) = spsc::Producer::create_anonymous(spsc::Config::default())?;
     /// let mut rx = spsc::Consumer::from_fd(fd)?; // normally in another process
     /// tx.send(b"over a memfd")?;
     /// assert_eq!(&*rx.recv()?, b"over a memfd");
@@ -165,15 +175,32 @@ impl Producer {
     /// ```
     pub fn create_anonymous(
         config: impl std::borrow::Borrow<Config>,
-    ) -> Result<Producer, OpenError> {
+    ) -> Result<(Producer, OwnedFd), OpenError> {
         let config = config.borrow();
         let ring = Ring::create(None, config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
-        Ok(Producer::new(ring, config.wait_strategy))
+        let fd = ring.storage.dup_fd()?;
+        Ok((Producer::new(ring, config.wait_strategy), fd))
     }
 
-    /// The file descriptor of the shared-memory object (`None` for heap rings).
-    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.ring.storage.fd()
+    /// Bytes of the ring in use: records published and not yet released (padding
+    /// included). Both sides move meanwhile, so it is a snapshot. (An SPSC ring holds
+    /// messages of any size, so it counts bytes, not messages.)
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
+    /// assert!(tx.is_empty() && rx.is_empty());
+    /// tx.send(b"abc")?;
+    /// assert_eq!(rx.used_bytes(), 16); // an 8-byte record header, the payload padded to 8
+    /// assert!(!tx.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn used_bytes(&self) -> usize {
+        self.ring.used_bytes()
+    }
+
+    /// Whether no message is waiting in the ring (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.used_bytes() == 0
     }
 
     /// Capacity of the data region in bytes.

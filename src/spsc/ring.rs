@@ -238,6 +238,16 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// Bytes in use (published and not released) at about this moment; a peer's forged
+    /// index reads as a full ring at most.
+    pub(super) fn used_bytes(&self) -> usize {
+        let head = self.ctrl().consumer.head.load(Ordering::Acquire);
+        let tail = self.ctrl().producer.tail.load(Ordering::Acquire);
+        tail.wrapping_sub(head).min(self.capacity) as usize
+    }
+}
+
 pub(super) fn consumer_closed(c: &Control) -> &AtomicU32 {
     &c.wait.consumer_closed
 }
