@@ -4,6 +4,8 @@
 
 use crate::error::Corruption;
 
+/// `b"SHMRING\0"` read as a native-endian u64: the first word of every ring object.
+pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMRING\0");
 /// Size of the header page; the control block starts here.
 pub(crate) const HEADER_SIZE: u64 = 4096;
 /// Page granularity used for `data_offset`.

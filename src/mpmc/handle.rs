@@ -3,7 +3,7 @@
 
 use std::ptr::NonNull;
 
-use super::recovery::{PEER_CHECK_INTERVAL, attach, close_side_if_last, side_gone};
+use super::recovery::{PEER_CHECK_INTERVAL, close_side_if_last, reap_dead, side_gone};
 use super::ring::{ATTACH, CLOSED, Ring, Role};
 use crate::config::MpmcConfig as Config;
 use crate::endpoint::EndpointState;
@@ -187,4 +187,42 @@ impl From<NoSlot> for ClaimError {
             NoSlot::Corrupted(c) => ClaimError::Corrupted(c),
         }
     }
+}
+
+/// Attaches a new endpoint of `role` to a shared ring: takes a registry entry (reaping dead
+/// entries if the registry is full), clears the entry's claim record, and counts itself in
+/// its side word unless the side is closed.
+fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, OpenError> {
+    let h = ring.registry().ok_or(OpenError::Incompatible(
+        "a shared ring without an endpoint table",
+    ))?;
+    let entry = match h.attach_any(ring.registry_len, role.code()) {
+        Some(e) => e,
+        None => {
+            reap_dead(&ring);
+            h.attach_any(ring.registry_len, role.code())
+                .ok_or(OpenError::RegistryFull {
+                    capacity: ring.registry_len,
+                })?
+        }
+    };
+    if let Some(rec) = ring.claim_line(entry) {
+        // The previous owner of the entry (closed or reaped) may have left a record.
+        rec.store(0, Ordering::Release);
+    }
+    let side = role.side(ring.ctrl());
+    let mut w = side.load(Ordering::Relaxed);
+    loop {
+        if w & CLOSED != 0 {
+            h.detach(entry);
+            return Err(OpenError::EndpointClosed(role.plural()));
+        }
+        // SYNC POINT: Release (with our entry's ATTACHED before it) pairs with the Acquire
+        // load in `close_side_if_last`: a closer that sees this count sees our entry.
+        match side.compare_exchange_weak(w, w + ATTACH, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(cur) => w = cur,
+        }
+    }
+    Ok(Handle::new(ring, role, Some(entry), strategy))
 }

@@ -112,21 +112,19 @@
 //!
 //! `ring` holds the control block, the slots and how a ring is built; `sender` and
 //! `receiver` the two handles and their half of the algorithm; `handle` what they share;
-//! `recovery` the registry, closing and crash recovery; `guards` what the handles lend out.
+//! `recovery` the registry, closing and crash recovery.
 //!
 //! Heap rings ([`channel`]) have no registry and no claim table: threads cannot die on their
 //! own, and every handle closes on drop (even when its thread unwinds).
 
-mod guards;
 mod handle;
 mod receiver;
 mod recovery;
 mod ring;
 mod sender;
 
-pub use guards::{Grant, Iter, Message};
-pub use receiver::Receiver;
-pub use sender::Sender;
+pub use receiver::{Iter, Message, Receiver};
+pub use sender::{Grant, Sender};
 
 pub use crate::geometry::{MAX_ENDPOINTS, MAX_SLOT_SIZE, MAX_SLOTS, MIN_SLOT_SIZE};
 

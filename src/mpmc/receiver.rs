@@ -2,11 +2,11 @@
 //! releases the slot to the next lap's sender; waits while the ring is empty.
 
 use std::fmt;
+use std::ops::Deref;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use super::guards::{Iter, Message};
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_RECV};
@@ -659,3 +659,77 @@ impl Receiver {
         self.h.close();
     }
 }
+
+/// A received message, still in its slot. Derefs to its payload; the slot is released to
+/// the senders when the guard is dropped.
+#[must_use = "dropping the message releases its slot"]
+pub struct Message<'a> {
+    pub(super) receiver: &'a mut Receiver,
+    pub(super) pos: u64,
+    pub(super) data: NonNull<[u8]>,
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("len", &self.len()).finish()
+    }
+}
+
+impl Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload is published to us and not released while the guard lives.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl Drop for Message<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let r = &mut *self.receiver;
+        // Marks the end of our read for loom's race detector.
+        r.h.ring
+            .region
+            .track_read(r.h.ring.payload(self.pos), self.data.len());
+        r.release(self.pos);
+    }
+}
+
+/// Iterator returned by [`Receiver::iter`] (waits for each message) and [`Receiver::try_iter`]
+/// (takes only the messages there now). Yields each message copied into a `Vec`; ends at end
+/// of stream (and, for `try_iter`, when the ring is empty). Corruption is not the end of the
+/// stream: it is yielded as `Some(Err(..))`, once, and then the iterator ends.
+#[derive(Debug)]
+#[must_use = "iterators do nothing unless consumed"]
+pub struct Iter<'a> {
+    pub(super) receiver: &'a mut Receiver,
+    pub(super) blocking: bool,
+    pub(super) done: bool,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<Vec<u8>, Corruption>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let got = if self.blocking {
+            self.receiver.recv().map_err(TryRecvError::from)
+        } else {
+            self.receiver.try_recv()
+        };
+        match got {
+            Ok(m) => Some(Ok(m.to_vec())),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                self.done = true;
+                None
+            }
+            Err(TryRecvError::Corrupted(c)) => {
+                self.done = true;
+                Some(Err(c))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Iter<'_> {}

@@ -2,16 +2,18 @@
 //! it through the slot's sequence word; waits while the ring is full.
 
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use super::guards::Grant;
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_SEND};
 use crate::config::MpmcConfig as Config;
-use crate::error::{ClaimError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError};
+use crate::error::{
+    ClaimError, CommitError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError,
+};
 use crate::geometry::MpmcRules;
 use crate::shm;
 use crate::sync::waiter::{Poll, WaitStats, WaitStrategy};
@@ -675,5 +677,89 @@ impl Sender {
     /// ```
     pub fn close(mut self) {
         self.h.close();
+    }
+}
+
+/// A slot claimed by a sender, for writing a message in place. Derefs to the reserved bytes.
+/// Publish with [`commit`](Grant::commit); dropping the grant publishes nothing.
+#[must_use = "dropping a grant without `commit` publishes nothing"]
+pub struct Grant<'a> {
+    pub(super) sender: &'a mut Sender,
+    pub(super) pos: u64,
+    pub(super) buf: NonNull<[u8]>,
+    pub(super) done: bool,
+}
+
+impl fmt::Debug for Grant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("len", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Grant<'_> {
+    /// Publishes the first `len` bytes of the grant as one message.
+    ///
+    /// # Errors
+    /// [`CommitError::TooLong`] if `len` exceeds the grant, [`CommitError::Disconnected`] if
+    /// every receiver went away meanwhile. Nothing is published in either case (the slot is
+    /// skipped).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
+    /// let mut g = tx.reserve(8)?;
+    /// g[..3].copy_from_slice(b"abc");
+    /// g.commit(3)?;
+    /// assert_eq!(&*rx.recv()?, b"abc");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit(mut self, len: usize) -> Result<(), CommitError> {
+        self.done = true;
+        let granted = self.buf.len();
+        if len > granted {
+            self.sender.abandon(self.pos);
+            return Err(CommitError::TooLong { len, granted });
+        }
+        if self.sender.h.peers_closed() {
+            self.sender.abandon(self.pos);
+            return Err(CommitError::Disconnected);
+        }
+        self.sender.publish(self.pos, len);
+        Ok(())
+    }
+
+    /// Size of the grant in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the grant holds no bytes (a reservation of 0).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+impl Deref for Grant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `buf` is the claimed slot's payload, ours alone while the grant (which
+        // borrows the sender mutably) lives.
+        unsafe { self.buf.as_ref() }
+    }
+}
+
+impl DerefMut for Grant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `deref`; `&mut self` makes the access unique.
+        unsafe { self.buf.as_mut() }
+    }
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.sender.abandon(self.pos);
+        }
     }
 }

@@ -2,45 +2,13 @@
 //! producer, entry 1 the consumer; MPMC: any entry, reused after its endpoint left), with the
 //! attach, detach and reaping protocol on it. See the module docs of `layout` for the words.
 
-use super::layout::Header;
+use super::layout::{
+    EP_ATTACHED, EP_CLAIMING, EP_CLOSED, EP_FREE, EP_GENERATION, EP_PID_SHIFT, EP_STATE_MASK,
+    EP_TAKING, Endpoint, Header,
+};
 use super::peer::{Liveness, ProcessId};
 use crate::storage::EndpointStatus;
-use crate::sync::shared::{AtomicU32, AtomicU64, Ordering};
-
-/// One entry of the endpoint table.
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct Endpoint {
-    /// Low 8 bits: `EP_FREE`, `EP_CLAIMING`, `EP_TAKING`, `EP_ATTACHED` or `EP_CLOSED`.
-    /// `EP_ATTACHED` is stored with Release after `pid` and `start_time`, so a reader that
-    /// sees it (Acquire) sees them. High 24 bits: how many times the entry was taken by
-    /// [`Header::attach_any`] (MPMC reuses entries; SPSC never does, so its entries keep
-    /// generation 0), so that a compare-exchange on a stale view of a reused entry fails;
-    /// in state `EP_TAKING`, the pid of the process taking the entry.
-    state: AtomicU32,
-    role: AtomicU32,
-    pid: AtomicU32,
-    _pad: AtomicU32,
-    start_time: AtomicU64,
-}
-
-pub(crate) const EP_FREE: u32 = 0;
-pub(crate) const EP_CLAIMING: u32 = 1;
-pub(crate) const EP_ATTACHED: u32 = 2;
-pub(crate) const EP_CLOSED: u32 = 3;
-/// Being taken by [`Header::attach_any`] (MPMC): like `EP_CLAIMING`, but the high 24 bits
-/// hold the taker's pid (pids are below 2^22 on Linux), written by the very
-/// compare-exchange that takes the entry. Whoever finds that process dead can reclaim the
-/// entry ([`Header::reap_if_dead`]): the taker will never write it again. (With
-/// `EP_CLAIMING` on a reused entry, the `pid` field may still name the previous owner, so a
-/// dead value there proves nothing.)
-pub(crate) const EP_TAKING: u32 = 4;
-/// Bits of `Endpoint::state` holding the state proper; the rest is the generation.
-const EP_STATE_MASK: u32 = 0xff;
-/// One step of the generation in `Endpoint::state`.
-const EP_GENERATION: u32 = 1 << 8;
-/// Where `EP_TAKING` keeps the taker's pid in `Endpoint::state`.
-const EP_PID_SHIFT: u32 = 8;
+use crate::sync::shared::Ordering;
 
 impl Header {
     /// What endpoint entry `slot` says now: (state without generation, role, pid, start

@@ -1,7 +1,7 @@
 //! Read-only inspection of a named ring: its geometry and who is attached, without attaching.
 
-use super::endpoints::{EP_ATTACHED, EP_CLAIMING, EP_CLOSED, EP_TAKING};
 use super::layout::Header;
+use super::layout::{EP_ATTACHED, EP_CLAIMING, EP_CLOSED, EP_TAKING};
 use super::peer::{Liveness, ProcessId};
 use crate::error::OpenError;
 use crate::geometry::{Kind, MpmcRules, SpscRules};
@@ -84,8 +84,8 @@ pub struct RingInfo {
 pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
     // Validates with the rules of the kind the header names; an unknown kind is refused
     // by the SPSC rules with `WrongKind`.
-    let mapped = match super::open::<SpscRules>(name) {
-        Err(OpenError::WrongKind { .. }) => super::open::<MpmcRules>(name)?,
+    let mapped = match super::open::open::<SpscRules>(name) {
+        Err(OpenError::WrongKind { .. }) => super::open::open::<MpmcRules>(name)?,
         r => r?,
     };
     let g = mapped.geometry;

@@ -35,15 +35,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::endpoints::Endpoint;
 use super::peer::ProcessId;
 use super::segment::Segment;
 use crate::error::{Corruption, OpenError};
-use crate::geometry::{Geometry, HEADER_SIZE, Kind, KindRules, MAX_ENDPOINTS};
+use crate::geometry::{Geometry, HEADER_SIZE, Kind, KindRules, MAGIC, MAX_ENDPOINTS};
 use crate::sync::shared::{AtomicU32, AtomicU64, Ordering};
 
-/// `b"SHMRING\0"` read as a native-endian u64.
-pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMRING\0");
 /// Version of the layout described in this module.
 pub(crate) const LAYOUT_VERSION: u32 = 1;
 /// How long an opener waits for a creator to finish initialising.
@@ -52,6 +49,41 @@ pub(crate) const INIT_WAIT: Duration = Duration::from_secs(2);
 const STATE_INITIALISING: u32 = 0;
 const STATE_READY: u32 = 1;
 const STATE_POISONED: u32 = 2;
+
+/// One entry of the endpoint table.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    /// Low 8 bits: `EP_FREE`, `EP_CLAIMING`, `EP_TAKING`, `EP_ATTACHED` or `EP_CLOSED`.
+    /// `EP_ATTACHED` is stored with Release after `pid` and `start_time`, so a reader that
+    /// sees it (Acquire) sees them. High 24 bits: how many times the entry was taken by
+    /// [`Header::attach_any`] (MPMC reuses entries; SPSC never does, so its entries keep
+    /// generation 0), so that a compare-exchange on a stale view of a reused entry fails;
+    /// in state `EP_TAKING`, the pid of the process taking the entry.
+    pub(super) state: AtomicU32,
+    pub(super) role: AtomicU32,
+    pub(super) pid: AtomicU32,
+    _pad: AtomicU32,
+    pub(super) start_time: AtomicU64,
+}
+
+pub(crate) const EP_FREE: u32 = 0;
+pub(crate) const EP_CLAIMING: u32 = 1;
+pub(crate) const EP_ATTACHED: u32 = 2;
+pub(crate) const EP_CLOSED: u32 = 3;
+/// Being taken by [`Header::attach_any`] (MPMC): like `EP_CLAIMING`, but the high 24 bits
+/// hold the taker's pid (pids are below 2^22 on Linux), written by the very
+/// compare-exchange that takes the entry. Whoever finds that process dead can reclaim the
+/// entry ([`Header::reap_if_dead`]): the taker will never write it again. (With
+/// `EP_CLAIMING` on a reused entry, the `pid` field may still name the previous owner, so a
+/// dead value there proves nothing.)
+pub(crate) const EP_TAKING: u32 = 4;
+/// Bits of `Endpoint::state` holding the state proper; the rest is the generation.
+pub(super) const EP_STATE_MASK: u32 = 0xff;
+/// One step of the generation in `Endpoint::state`.
+pub(super) const EP_GENERATION: u32 = 1 << 8;
+/// Where `EP_TAKING` keeps the taker's pid in `Endpoint::state`.
+pub(super) const EP_PID_SHIFT: u32 = 8;
 
 /// The header page.
 #[repr(C)]

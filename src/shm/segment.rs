@@ -183,7 +183,7 @@ impl Segment {
             let mut magic = [0u8; 8];
             if len >= 8
                 && rustix::io::pread(&fd, &mut magic, 0) == Ok(8)
-                && u64::from_ne_bytes(magic) != super::layout::MAGIC
+                && u64::from_ne_bytes(magic) != crate::geometry::MAGIC
             {
                 return Err(OpenError::NotShmring);
             }

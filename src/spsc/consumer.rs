@@ -2,11 +2,11 @@
 //! waits while the ring is empty.
 
 use std::fmt;
+use std::ops::Deref;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use super::guards::{Iter, Message};
 use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, producer_closed, record_size};
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
@@ -561,3 +561,82 @@ impl Drop for Consumer {
         self.close_inner();
     }
 }
+
+/// A received message, still in the ring. Derefs to its payload; its space is released to
+/// the producer when the guard is dropped.
+///
+/// The bytes are read in place, in memory the producer's process can write. A producer that
+/// follows the protocol never touches them until they are released; if the peer is not
+/// trusted, copy the message before validating it (a hostile peer could change it between
+/// the check and the use).
+#[must_use = "dropping the message releases its space"]
+pub struct Message<'a> {
+    pub(super) consumer: &'a mut Consumer,
+    pub(super) data: NonNull<[u8]>,
+    /// Region offset of the payload.
+    pub(super) off: usize,
+    pub(super) advance: u64,
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("len", &self.len()).finish()
+    }
+}
+
+impl Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload is published and not released while the guard lives.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl Drop for Message<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let c = &mut *self.consumer;
+        // Marks the end of our read for loom's race detector.
+        c.ring.region.track_read(self.off, self.data.len());
+        c.release(self.advance);
+    }
+}
+
+/// Iterator returned by [`Consumer::iter`] (waits for each message) and [`Consumer::try_iter`]
+/// (takes only the messages there now). Yields each message copied into a `Vec`; ends at end
+/// of stream (and, for `try_iter`, when the ring is empty). Corruption is not the end of the
+/// stream: it is yielded as `Some(Err(..))`, once, and then the iterator ends.
+#[derive(Debug)]
+#[must_use = "iterators do nothing unless consumed"]
+pub struct Iter<'a> {
+    pub(super) consumer: &'a mut Consumer,
+    pub(super) blocking: bool,
+    pub(super) done: bool,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<Vec<u8>, Corruption>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let got = if self.blocking {
+            self.consumer.recv().map_err(TryRecvError::from)
+        } else {
+            self.consumer.try_recv()
+        };
+        match got {
+            Ok(m) => Some(Ok(m.to_vec())),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                self.done = true;
+                None
+            }
+            Err(TryRecvError::Corrupted(c)) => {
+                self.done = true;
+                Some(Err(c))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Iter<'_> {}

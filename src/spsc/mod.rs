@@ -43,17 +43,15 @@
 //! # Files
 //!
 //! `ring` holds the control block, the record format and how a ring is built; `producer` and
-//! `consumer` the two handles and their half of the algorithm; `guards` what they lend out
-//! (grants, batches, messages, iterators).
+//! `consumer` the two handles, their half of the algorithm and what they lend out (grants and
+//! batches; messages and iterators).
 
 mod consumer;
-mod guards;
 mod producer;
 mod ring;
 
-pub use consumer::Consumer;
-pub use guards::{Batch, Grant, Iter, Message};
-pub use producer::Producer;
+pub use consumer::{Consumer, Iter, Message};
+pub use producer::{Batch, Grant, Producer};
 
 pub use crate::geometry::{MAX_CAPACITY, MIN_CAPACITY, max_message_for};
 

@@ -1,0 +1,208 @@
+//! Creating, opening and mapping ring objects: what the rings call, and what they get back
+//! ([`Mapped`]); the backing that keeps a mapping alive for the ring handles.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use super::layout::{self, Header, INIT_WAIT};
+use super::peer::ProcessId;
+use super::segment::Segment;
+use crate::error::OpenError;
+use crate::geometry::{Geometry, HEADER_SIZE, KindRules};
+use crate::storage::{Backing, EndpointStatus, Refused, Registry, Storage};
+use crate::sync::region::Region;
+use std::ptr::NonNull;
+
+/// A mapped ring object whose geometry has been validated against the mapping.
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    pub(super) seg: Arc<Segment>,
+    /// The geometry: every offset and length in it lies inside the mapping.
+    pub(crate) geometry: Geometry,
+}
+
+impl Mapped {
+    /// The control block, of type `C` (the caller's ring kind validated `CONTROL_SIZE`).
+    pub(crate) fn control<C>(&self) -> NonNull<C> {
+        self.at(self.geometry.control_offset).cast()
+    }
+
+    /// The start of the data region.
+    pub(crate) fn data(&self) -> NonNull<u8> {
+        self.at(self.geometry.data_offset)
+    }
+
+    /// The data region.
+    pub(crate) fn region(&self) -> Region {
+        // SAFETY: `data_offset + data_len <= total_len <= len` (validated), the mapping lives
+        // as long as the storage every ring handle keeps, and the data offset is page aligned.
+        unsafe { Region::new(self.data(), self.geometry.data_len as usize) }
+    }
+
+    /// The owner that keeps the mapping alive, for the ring handles.
+    pub(crate) fn storage(&self) -> Storage {
+        Storage::new(Arc::new(Shared(self.seg.clone())))
+    }
+
+    fn at(&self, off: u64) -> NonNull<u8> {
+        debug_assert!(off < self.seg.len());
+        // SAFETY: `off` is an offset of the validated geometry, below the mapping's length.
+        unsafe { self.seg.ptr().add(off as usize) }
+    }
+}
+
+/// The backing of a shared ring: its mapping, whose header holds the endpoint table.
+#[derive(Debug)]
+struct Shared(Arc<Segment>);
+
+impl Backing for Shared {
+    fn registry(&self) -> Option<&dyn Registry> {
+        Some(Header::of(&self.0))
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.0.fd())
+    }
+}
+
+impl Registry for Header {
+    fn attach(&self, slot: usize, role: u32) -> Result<(), Refused> {
+        Header::attach(self, slot, role, ProcessId::current()).map_err(|state| {
+            if state == layout::EP_CLOSED {
+                Refused::Closed
+            } else {
+                Refused::Taken
+            }
+        })
+    }
+    fn attach_any(&self, len: usize, role: u32) -> Option<usize> {
+        Header::attach_any(self, len, role, ProcessId::current())
+    }
+    fn attached_role(&self, slot: usize) -> Option<u32> {
+        Header::attached_role(self, slot)
+    }
+    fn reap_if_dead(&self, slot: usize) -> Option<u32> {
+        Header::reap_if_dead(self, slot)
+    }
+    fn detach(&self, slot: usize) {
+        Header::detach(self, slot)
+    }
+    fn status(&self, slot: usize) -> EndpointStatus {
+        Header::status(self, slot)
+    }
+    fn poison(&self) {
+        Header::poison(self)
+    }
+}
+
+/// Shared-memory rings cannot be model-checked: loom's atomics are not plain words.
+fn refuse_under_model() -> Result<(), OpenError> {
+    if crate::sync::MODEL_CHECKING {
+        return Err(OpenError::Incompatible(
+            "shared-memory rings are not available in loom builds",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a named (or, with `name == None`, anonymous) ring object of kind `R`: the header
+/// is written, `creator` (an endpoint slot and role), if any, is attached for this process,
+/// then `init` prepares the control block, and only then is the ring published as ready.
+pub(crate) fn create<R: KindRules>(
+    name: Option<&str>,
+    g: &Geometry,
+    mode: u32,
+    creator: Option<(usize, u32)>,
+    init: impl FnOnce(&Mapped),
+) -> Result<Mapped, OpenError> {
+    refuse_under_model()?;
+    let seg = match name {
+        Some(name) => Segment::create(name, g.object_len(), mode)?,
+        None => Segment::create_anonymous(g.object_len())?,
+    };
+    let me = ProcessId::current();
+    let h = Header::of(&seg);
+    h.init(g, me);
+    if let Some((slot, role)) = creator {
+        // A fresh object is zero-filled; the slot cannot be taken.
+        let _ = h.attach(slot, role, me);
+    }
+    let mapped = Mapped {
+        seg: Arc::new(seg),
+        geometry: *g,
+    };
+    init(&mapped);
+    Header::of(&mapped.seg).publish();
+    Ok(mapped)
+}
+
+/// Opens a named ring object of kind `R` and validates it.
+pub(crate) fn open<R: KindRules>(name: &str) -> Result<Mapped, OpenError> {
+    refuse_under_model()?;
+    let seg = wait_for_size(|| Segment::open(name, HEADER_SIZE))?;
+    validated::<R>(seg)
+}
+
+/// Maps and validates a ring object given by its fd (a memfd passed from another process).
+pub(crate) fn open_fd<R: KindRules>(fd: OwnedFd) -> Result<Mapped, OpenError> {
+    refuse_under_model()?;
+    // A memfd must be sealed against shrinking, or whoever holds another fd to it could
+    // truncate it under us (SIGBUS). Other fds (EINVAL: not a memfd) cannot be sealed; like
+    // named objects, they rely on their permissions.
+    match rustix::fs::fcntl_get_seals(&fd) {
+        Ok(seals) if !seals.contains(rustix::fs::SealFlags::SHRINK) => {
+            return Err(OpenError::Incompatible(
+                "memfd is not sealed against shrinking (F_SEAL_SHRINK)",
+            ));
+        }
+        _ => {}
+    }
+    validated::<R>(Segment::from_owned_fd(fd, HEADER_SIZE)?)
+}
+
+fn validated<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {
+    let geometry = Header::validate::<R>(&seg)?;
+    Ok(Mapped {
+        seg: Arc::new(seg),
+        geometry,
+    })
+}
+
+/// Calls `open` until it finds the object or `timeout` passes (`open_timeout`).
+pub(crate) fn wait_until_found<T>(
+    timeout: std::time::Duration,
+    mut open: impl FnMut() -> Result<T, OpenError>,
+) -> Result<T, OpenError> {
+    let started = std::time::Instant::now();
+    loop {
+        match open() {
+            Err(OpenError::NotFound(name)) => {
+                let left = timeout.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(OpenError::NotFound(name));
+                }
+                std::thread::sleep(left.min(std::time::Duration::from_millis(5)));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Between `shm_open(O_CREAT)` and `ftruncate` a creator's object has size 0. An opener that
+/// finds an empty object waits (bounded) for it to be sized.
+fn wait_for_size(
+    mut open: impl FnMut() -> Result<Segment, OpenError>,
+) -> Result<Segment, OpenError> {
+    let started = std::time::Instant::now();
+    loop {
+        match open() {
+            Err(OpenError::TooSmall { actual: 0, .. }) if started.elapsed() < INIT_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(OpenError::TooSmall { actual: 0, .. }) => {
+                return Err(OpenError::StillInitialising(INIT_WAIT));
+            }
+            other => return other,
+        }
+    }
+}
