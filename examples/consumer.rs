@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmring::{OpenError, RecvError, spsc};
+use shmring::{RecvError, spsc};
 
 fn main() {
     if let Err(e) = run() {
@@ -23,16 +23,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "/shmring-demo".to_owned());
 
     // The producer creates the ring; wait for it (bounded).
-    let waited = Instant::now();
-    let mut rx = loop {
-        match spsc::Consumer::open(&name) {
-            Ok(rx) => break rx,
-            Err(OpenError::NotFound(_)) if waited.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let mut rx = spsc::Consumer::open_timeout(&name, Duration::from_secs(60))?;
     // Both ends are attached: the name is no longer needed.
     shmring::unlink(&name)?;
     eprintln!("consumer: attached to {name}");

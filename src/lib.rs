@@ -21,7 +21,8 @@
 //!     move || -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
 //!         let mut rx = spsc::Consumer::open(&name)?;
 //!         let mut sum = 0;
-//!         while let Ok(msg) = rx.recv() {          // ends at end of stream
+//!         for msg in rx.iter() {                   // ends at end of stream
+//!             let msg = msg?;                       // corruption is an error, not the end
 //!             let mut word = [0u8; 8];
 //!             word.copy_from_slice(&msg[..8]);
 //!             sum += u64::from_le_bytes(word);
@@ -31,9 +32,7 @@
 //! });
 //!
 //! for i in 1..=100u64 {
-//!     // Blocks while the ring is full. A failed send hands the (borrowed) message back;
-//!     // `io::Error::from` drops it so `?` can carry the error out.
-//!     tx.send(&i.to_le_bytes()).map_err(std::io::Error::from)?;
+//!     tx.send(&i.to_le_bytes())?;                // blocks while the ring is full
 //! }
 //! let mut grant = tx.reserve(8)?;                 // or write in place
 //! grant.copy_from_slice(&1000u64.to_le_bytes());
@@ -55,6 +54,11 @@
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 compile_error!("shmring supports Linux only (it needs futex, memfd and /proc)");
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
 
 mod config;
 mod endpoint;

@@ -82,9 +82,7 @@ fn last_of_two_receivers_gone_blocked_sender_disconnected() {
             let receiver = thread::spawn(move || drop(rx2));
             drop(rx);
             match tx.send(M3) {
-                Err(SendError::Disconnected(back)) => {
-                    assert!(std::ptr::eq(back, M3), "the refused message is handed back");
-                }
+                Err(SendError::Disconnected(())) => {}
                 other => panic!("expected Disconnected, got {other:?}"),
             }
             assert!(tx.is_disconnected());

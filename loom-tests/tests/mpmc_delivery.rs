@@ -85,9 +85,8 @@ fn two_senders_one_receiver() {
         let mut got = Vec::new();
         match tx_a.try_send(A1) {
             Ok(()) => {}
-            Err(TrySendError::Full(back)) => {
+            Err(TrySendError::Full(())) => {
                 counter.hit();
-                assert!(std::ptr::eq(back, A1), "a refused message is handed back");
                 got.push(rx.recv().unwrap().to_vec());
                 tx_a.send(A1).unwrap();
             }

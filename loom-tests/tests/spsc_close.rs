@@ -55,9 +55,7 @@ fn consumer_closes_while_producer_sleeps() {
         tx.send(M2).unwrap();
         let consumer = thread::spawn(move || drop(rx));
         match tx.send(M3) {
-            Err(SendError::Disconnected(back)) => {
-                assert!(std::ptr::eq(back, M3), "the refused message is handed back");
-            }
+            Err(SendError::Disconnected(())) => {}
             other => panic!("expected Disconnected, got {other:?}"),
         }
         assert!(tx.is_disconnected());
@@ -86,12 +84,12 @@ fn consumer_closes_after_making_room() {
         });
         let third = tx.send(M3);
         if let Err(e) = &third {
-            assert!(matches!(e, SendError::Disconnected(b) if std::ptr::eq(*b, M3)));
+            assert!(matches!(e, SendError::Disconnected(())));
         }
         // Either M3 filled the ring again or the consumer was already seen gone: M4 cannot
         // be delivered, and the producer must not sleep forever waiting for room.
         match tx.send(M4) {
-            Err(SendError::Disconnected(back)) => assert!(std::ptr::eq(back, M4)),
+            Err(SendError::Disconnected(())) => {}
             other => panic!("expected Disconnected, got {other:?}"),
         }
         consumer.join().unwrap();

@@ -43,7 +43,7 @@
 //!
 //! Every value read from shared memory is checked before it is used: a `seq` outside the
 //! few values the algorithm allows for the position at hand, a length above the ring's
-//! maximum, a head or tail that goes backwards are reported as [`Corruption`]; slot indices
+//! maximum, a head or tail that goes backwards are reported as [`Corruption`](crate::Corruption); slot indices
 //! are always masked, so no access ever leaves the mapping.
 //!
 //! # Ends of the stream

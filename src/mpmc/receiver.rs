@@ -71,7 +71,7 @@ impl Receiver {
     /// Creates a named MPMC ring (exclusively) and returns a receiver of it.
     ///
     /// # Errors
-    /// As [`Sender::create`].
+    /// As [`Sender::create`](super::Sender::create).
     ///
     /// ```
     /// use shmring::mpmc;
@@ -97,7 +97,7 @@ impl Receiver {
     /// Creates an anonymous MPMC ring on a sealed memfd and returns a receiver of it.
     ///
     /// # Errors
-    /// As [`Sender::create`].
+    /// As [`Sender::create`](super::Sender::create).
     ///
     /// ```
     /// let (rx, fd) = shmring::mpmc::Receiver::create_anonymous(shmring::mpmc::Config::default())?;
@@ -116,7 +116,7 @@ impl Receiver {
     /// Attaches a new receiver to an existing named MPMC ring.
     ///
     /// # Errors
-    /// As [`Sender::open`] (`EndpointClosed` if every receiver that was attached is gone).
+    /// As [`Sender::open`](super::Sender::open) (`EndpointClosed` if every receiver that was attached is gone).
     ///
     /// ```
     /// let missing = format!("/shmring-doc-mpmc-missing-{}", std::process::id());
@@ -134,7 +134,7 @@ impl Receiver {
     /// Attaches a new receiver to a ring given by a file descriptor.
     ///
     /// # Errors
-    /// As [`Sender::open`].
+    /// As [`Sender::open`](super::Sender::open).
     ///
     /// ```
     /// let (mut tx, fd) = shmring::mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;

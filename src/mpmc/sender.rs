@@ -66,7 +66,7 @@ impl Sender {
     }
 
     /// Creates a named MPMC ring (exclusively: an existing name is an error) and returns a
-    /// sender of it. Other processes attach with [`Sender::open`] and [`Receiver::open`].
+    /// sender of it. Other processes attach with [`Sender::open`] and [`Receiver::open`](super::Receiver::open).
     ///
     /// # Errors
     /// [`OpenError`]: invalid name or configuration, `AlreadyExists`, `PermissionDenied`,
@@ -93,8 +93,8 @@ impl Sender {
     }
 
     /// Creates an anonymous MPMC ring on a sealed memfd and returns a sender of it. Hand the
-    /// fd ([`Sender::fd`]) to other processes, which attach with [`Sender::from_fd`] or
-    /// [`Receiver::from_fd`].
+    /// returned descriptor to other processes, which attach with [`Sender::from_fd`] or
+    /// [`Receiver::from_fd`](super::Receiver::from_fd).
     ///
     /// # Errors
     /// As [`Sender::create`].

@@ -70,10 +70,10 @@ impl Consumer {
     }
 
     /// Creates a named ring (exclusively) and returns its consumer; the producer opens it with
-    /// [`Producer::open`].
+    /// [`Producer::open`](super::Producer::open).
     ///
     /// # Errors
-    /// As [`Producer::create`].
+    /// As [`Producer::create`](super::Producer::create).
     ///
     /// ```
     /// use shmring::spsc;
@@ -96,10 +96,10 @@ impl Consumer {
         Ok(Consumer::new(ring, config.wait_strategy))
     }
 
-    /// Opens the consumer end of an existing named ring (created by [`Producer::create`]).
+    /// Opens the consumer end of an existing named ring (created by [`Producer::create`](super::Producer::create)).
     ///
     /// # Errors
-    /// As [`Producer::open`].
+    /// As [`Producer::open`](super::Producer::open).
     ///
     /// ```
     /// let missing = format!("/shmring-doc-missing-{}", std::process::id());
@@ -115,10 +115,10 @@ impl Consumer {
     }
 
     /// Attaches as the consumer of a ring given by a file descriptor (see
-    /// [`Producer::create_anonymous`]).
+    /// [`Producer::create_anonymous`](super::Producer::create_anonymous)).
     ///
     /// # Errors
-    /// As [`Producer::open`].
+    /// As [`Producer::open`](super::Producer::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd)?;
         let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;

@@ -30,14 +30,14 @@
 //! [`Corruption`](crate::Corruption) and the handle stops using the ring; nothing is read or
 //! written outside the region.
 //!
-//! Blocking uses two [`EventCount`]s (`readable`, `writable`), see `sync::waiter`.
+//! Blocking uses two eventcounts (`readable`, `writable`), see `sync::waiter`.
 //!
 //! # Ends of the stream
 //!
 //! Like a pipe: when the producer closes (or is dropped, or dies), the consumer receives what
 //! is left and then gets `Disconnected`. When the consumer closes (or dies), sends fail with
 //! `Disconnected` and hand the message back. A peer that dies without closing is noticed by a
-//! blocked waiter within [`SLICE`](crate::sync::waiter::SLICE) of sleep (a few hundred
+//! blocked waiter within one sleep slice (a few hundred
 //! milliseconds at most), by checking the pid and start time recorded in the endpoint table.
 //!
 //! # Files

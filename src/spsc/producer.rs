@@ -90,7 +90,7 @@ impl Producer {
     }
 
     /// Creates a named ring (exclusively: an existing name is an error) and returns its
-    /// producer. The consumer opens it by name with [`Consumer::open`].
+    /// producer. The consumer opens it by name with [`Consumer::open`](super::Consumer::open).
     ///
     /// # Errors
     /// [`OpenError`]: invalid name or configuration, `AlreadyExists`, `PermissionDenied`,
@@ -115,7 +115,7 @@ impl Producer {
         Ok(Producer::new(ring, config.wait_strategy))
     }
 
-    /// Opens the producer end of an existing named ring (created by [`Consumer::create`]).
+    /// Opens the producer end of an existing named ring (created by [`Consumer::create`](super::Consumer::create)).
     ///
     /// # Errors
     /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
@@ -162,7 +162,7 @@ impl Producer {
 
     /// Creates an anonymous ring on a sealed memfd and returns its producer, with a
     /// descriptor of the memfd to hand to another process (over a Unix socket, or across
-    /// `fork`/`exec`), which attaches with [`Consumer::from_fd`].
+    /// `fork`/`exec`), which attaches with [`Consumer::from_fd`](super::Consumer::from_fd).
     ///
     /// # Errors
     /// As [`Producer::create`].
