@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use crate::error::Corruption;
-use crate::storage::Storage;
+use crate::storage::{Presence, Storage};
 use crate::sync::Throttle;
 use crate::sync::waiter::{WaitStats, WaitStrategy};
 
@@ -27,6 +27,9 @@ pub(crate) struct EndpointState {
     pub(crate) strategy: WaitStrategy,
     /// How often this handle had to wait and sleep.
     pub(crate) stats: WaitStats,
+    /// For an endpoint of a shared ring: its hold on its entry of the endpoint table, which
+    /// tells peers it is alive. Released by `end_presence`, after the entry is marked closed.
+    presence: Option<Presence>,
 }
 
 impl EndpointState {
@@ -41,7 +44,20 @@ impl EndpointState {
             closed: false,
             strategy,
             stats: WaitStats::default(),
+            presence: None,
         }
+    }
+
+    /// The same state, holding the endpoint's presence in the endpoint table.
+    pub(crate) fn with_presence(mut self, presence: Option<Presence>) -> EndpointState {
+        self.presence = presence;
+        self
+    }
+
+    /// Lets go of the endpoint's entry (call after marking it closed): peers now see this
+    /// endpoint gone.
+    pub(crate) fn end_presence(&mut self) {
+        self.presence = None;
     }
 
     /// The same state, already broken by `c` (corruption found while attaching).

@@ -31,12 +31,44 @@ pub(crate) enum EndpointStatus {
 }
 
 /// Why an endpoint entry could not be claimed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Refused {
     /// Attached (or being attached) by someone else.
     Taken,
     /// Attached before, and closed for good.
     Closed,
+    /// This process could not get a descriptor of its own to hold its liveness lock on.
+    Unavailable(std::io::Error),
+}
+
+impl Refused {
+    /// The open error for an endpoint named `what` ("producer", "senders", ...).
+    pub(crate) fn into_open_error(self, what: &'static str) -> crate::OpenError {
+        match self {
+            Refused::Taken => crate::OpenError::EndpointTaken(what),
+            Refused::Closed => crate::OpenError::EndpointClosed(what),
+            Refused::Unavailable(source) => crate::OpenError::Io {
+                context: "reopening the ring object for the endpoint's liveness lock",
+                source,
+            },
+        }
+    }
+}
+
+/// An attached endpoint's hold on its entry of the endpoint table: while it lives, peers see
+/// the endpoint alive. Dropping it (after the entry is marked closed) lets go.
+pub(crate) struct Presence(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl Presence {
+    pub(crate) fn new(token: impl Send + Sync + 'static) -> Presence {
+        Presence(Box::new(token))
+    }
+}
+
+impl fmt::Debug for Presence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Presence")
+    }
 }
 
 /// The endpoint table of a shared ring and the ring-wide state word, as the rings use them.
@@ -44,17 +76,17 @@ pub(crate) enum Refused {
 pub(crate) trait Registry {
     /// Claims entry `slot` for this process in `role`. Fails if it is not free: `Closed` if
     /// its endpoint attached before and left, else `Taken`.
-    fn attach(&self, slot: usize, role: u32) -> Result<(), Refused>;
+    fn attach(&self, slot: usize, role: u32) -> Result<Presence, Refused>;
     /// Claims any free or closed entry among the first `len` for this process in `role`.
-    fn attach_any(&self, len: usize, role: u32) -> Option<usize>;
+    fn attach_any(&self, len: usize, role: u32) -> Result<Option<(usize, Presence)>, Refused>;
     /// The role of entry `slot` if it is attached (alive or not; cheap).
     fn attached_role(&self, slot: usize) -> Option<u32>;
-    /// If entry `slot` is attached by a process that is gone, marks it closed and returns
-    /// its role (exactly one caller wins). Slow: looks at the process.
+    /// If entry `slot` is in use by an owner that is gone, marks it closed and returns its
+    /// role if it was attached (exactly one caller wins). Slow: one system call.
     fn reap_if_dead(&self, slot: usize) -> Option<u32>;
     /// Marks entry `slot` closed.
     fn detach(&self, slot: usize);
-    /// Whether the owner of entry `slot` is still there. Slow: looks at the process.
+    /// Whether the owner of entry `slot` is still there. Slow: one system call.
     fn status(&self, slot: usize) -> EndpointStatus;
     /// Marks the ring poisoned: later opens fail.
     fn poison(&self);

@@ -249,6 +249,30 @@ impl Drop for Forked {
     }
 }
 
+/// Takes entry `slot`'s liveness lock (an OFD write lock on byte 2^40 + 1 + slot) on a new
+/// open file description of the object at `path`, as an attaching endpoint does. Only
+/// async-signal-safe calls: usable in a forked child. The description stays open (and the
+/// lock held) until the process exits.
+fn hold_entry_lock(path: &std::ffi::CStr, slot: i64) -> bool {
+    // SAFETY: `path` is a valid C string; open and fcntl are async-signal-safe; `fl` is a
+    // plain struct, zero-initialised and then filled in.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        #[allow(clippy::unnecessary_cast)] // `off_t` is i64 on 64-bit targets only
+        {
+            fl.l_start = ((1i64 << 40) + 1 + slot) as libc::off_t;
+        }
+        fl.l_len = 1;
+        libc::fcntl(fd, libc::F_OFD_SETLK, &fl) == 0
+    }
+}
+
 fn entry_state(name: &RingName, slot: usize) -> Option<EndpointState> {
     shmring::inspect(name.as_str())
         .unwrap()
@@ -272,19 +296,22 @@ fn an_entry_taken_by_an_attacher_killed_before_attaching_is_reclaimed() {
     let map = map_object(&name);
     let state = word_at(&map, entry_offset(1));
     assert_eq!(state.load(Ordering::Acquire), 0, "entry 1 starts free");
-    // A child takes entry 1 the way `attach_any` does (one compare-exchange that puts its
-    // pid in the state word), then stops there, as if killed right after.
+    // A child takes entry 1 the way `attach_any` does (the entry's liveness lock on a
+    // description of its own, then one compare-exchange that puts its pid in the state
+    // word), then stops there, as if killed right after.
+    let path = std::ffi::CString::new(format!("/dev/shm{}", name.as_str())).unwrap();
     let mut child = Forked::spawn(|| {
         // SAFETY: getpid is async-signal-safe.
         let pid = unsafe { libc::getpid() } as u32;
-        if state
-            .compare_exchange(
-                0,
-                (pid << 8) | EP_TAKING,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+        if hold_entry_lock(&path, 1)
+            && state
+                .compare_exchange(
+                    0,
+                    (pid << 8) | EP_TAKING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
         {
             loop {
                 // SAFETY: async-signal-safe; sleeps until the parent kills us.

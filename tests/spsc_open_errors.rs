@@ -172,10 +172,20 @@ fn other_layout_version_is_unsupported() {
     patch(&name, 8, &7u32.to_ne_bytes());
     match spsc::Consumer::open(name.as_str()) {
         Err(OpenError::UnsupportedVersion { found, expected }) => {
-            assert_eq!((found, expected), (7, 1));
+            assert_eq!((found, expected), (7, 2));
         }
         other => panic!("{other:?}"),
     }
+    // A version-1 ring (liveness from pids) is refused too: its peers would hold no locks
+    // and be taken for dead.
+    patch(&name, 8, &1u32.to_ne_bytes());
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::UnsupportedVersion {
+            found: 1,
+            expected: 2
+        })
+    ));
 }
 
 #[test]

@@ -32,8 +32,14 @@ impl Handle {
         config: &Config,
         role: Role,
     ) -> Result<Handle, OpenError> {
-        let ring = super::ring::create(name, config, role)?;
-        Ok(Handle::new(ring, role, Some(0), config.wait_strategy))
+        let (ring, presence) = super::ring::create(name, config, role)?;
+        let mut h = Handle::new(ring, role, Some(0), config.wait_strategy);
+        h.ep = std::mem::replace(
+            &mut h.ep,
+            EndpointState::new(WaitStrategy::Spin, PEER_CHECK_INTERVAL),
+        )
+        .with_presence(presence);
+        Ok(h)
     }
 
     /// Attaches a new endpoint of `role` to an opened shared ring.
@@ -116,7 +122,7 @@ impl Handle {
     /// Whether the other side has closed for good or, for shared rings, every endpoint of
     /// it died: then they are reaped, which closes the side. The processes are looked up at
     /// most once per `PEER_CHECK_INTERVAL` per handle, and the look-up stops at the first
-    /// live endpoint of the other side (usually one `/proc` read).
+    /// live endpoint of the other side (usually one lock probe).
     pub(super) fn peers_gone(&self) -> bool {
         if self.peers_closed() {
             return true;
@@ -135,6 +141,7 @@ impl Handle {
         self.clear_record();
         if let (Some(entry), Some(h)) = (self.entry, self.ring.registry()) {
             h.detach(entry);
+            self.ep.end_presence();
             close_side_if_last(&self.ring, self.role);
             return;
         }
@@ -196,11 +203,16 @@ fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, Open
     let h = ring.registry().ok_or(OpenError::Incompatible(
         "a shared ring without an endpoint table",
     ))?;
-    let entry = match h.attach_any(ring.registry_len, role.code()) {
+    let refused = |r: crate::storage::Refused| r.into_open_error(role.plural());
+    let (entry, presence) = match h
+        .attach_any(ring.registry_len, role.code())
+        .map_err(refused)?
+    {
         Some(e) => e,
         None => {
             reap_dead(&ring);
             h.attach_any(ring.registry_len, role.code())
+                .map_err(refused)?
                 .ok_or(OpenError::RegistryFull {
                     capacity: ring.registry_len,
                 })?
@@ -224,5 +236,11 @@ fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, Open
             Err(cur) => w = cur,
         }
     }
-    Ok(Handle::new(ring, role, Some(entry), strategy))
+    let mut handle = Handle::new(ring, role, Some(entry), strategy);
+    handle.ep = std::mem::replace(
+        &mut handle.ep,
+        EndpointState::new(strategy, PEER_CHECK_INTERVAL),
+    )
+    .with_presence(Some(presence));
+    Ok(handle)
 }

@@ -48,8 +48,8 @@
 //!
 //! # Ends of the stream
 //!
-//! Every sender and receiver holds an entry in the endpoint registry of the header (pid and
-//! process start time), whose size is fixed at creation ([`Config::endpoints`]); attaching
+//! Every sender and receiver holds an entry in the endpoint registry of the header, with its
+//! liveness lock (see "who is alive" below), whose size is fixed at creation ([`Config::endpoints`]); attaching
 //! past it is [`OpenError::RegistryFull`]. The wait line holds one *side word* per side: an
 //! attach counter and a `CLOSED` bit. An endpoint that leaves marks its entry closed, and if
 //! no entry of its side is still attached, sets `CLOSED` (a compare-exchange against the
@@ -61,10 +61,18 @@
 //!
 //! A process that dies without closing is found by any blocked waiter: once per waiter
 //! slice (at most every few hundred milliseconds) it checks the registry's attached entries
-//! against `/proc` and *reaps* the dead ones (marks them closed, then closes their side if
-//! it was the last one), exactly as if they had closed. An endpoint killed while attaching
-//! may leave its entry taken but not attached; the entry then names the attaching process,
-//! and the same check frees it (nothing to close: it never counted itself in its side).
+//! and *reaps* the dead ones (marks them closed, then closes their side if it was the last
+//! one), exactly as if they had closed. An endpoint killed while attaching may leave its
+//! entry taken but not attached; the same check frees it (nothing to close: it never counted
+//! itself in its side).
+//!
+//! Who is alive: each endpoint holds an OFD write lock on its entry's byte of the object,
+//! taken before it claims the entry and released after it marks the entry closed; the kernel
+//! releases it when the process dies. An entry in use whose byte is free therefore belongs to
+//! a dead endpoint, and only that counts as death: no pid is consulted, so peers in other pid
+//! namespaces and processes whose main thread exited are alive as long as they hold their
+//! locks. A forked child that inherits a handle shares its lock (the endpoint stays alive
+//! while either process lives); an `exec` drops the child's share.
 //! [`Sender::is_disconnected`] and [`Receiver::is_disconnected`] look at the other side's
 //! processes too (rate limited per handle), so a handle that never blocks also learns that
 //! its peers died.

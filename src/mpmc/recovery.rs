@@ -59,7 +59,7 @@ pub(super) fn reap_dead(ring: &Ring) {
 
 /// Whether `role`'s side is closed, after reaping the dead endpoints of it (shared rings)
 /// up to the first live one: a side with a live endpoint is not done, whatever the others
-/// are. Looks at `/proc`: slow paths only.
+/// are. One system call per entry looked at: slow paths only.
 pub(super) fn side_gone(ring: &Ring, role: Role) -> bool {
     let Some(h) = ring.registry() else {
         return false;

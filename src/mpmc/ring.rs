@@ -11,7 +11,7 @@ use crate::geometry::{
     SLOT_HEADER,
 };
 use crate::shm::{self, Mapped};
-use crate::storage::{ROLE_CONSUMER, ROLE_PRODUCER, Registry, Storage};
+use crate::storage::{Presence, ROLE_CONSUMER, ROLE_PRODUCER, Registry, Storage};
 use crate::sync::heap::HeapRing;
 use crate::sync::region::Region;
 use crate::sync::waiter::EventCount;
@@ -337,18 +337,23 @@ pub(super) fn in_shm(m: &Mapped) -> Ring {
 
 /// Creates a named (or anonymous) ring in shared memory; the creator takes registry entry 0
 /// in `role`. Returns the ring view.
-pub(super) fn create(name: Option<&str>, config: &Config, role: Role) -> Result<Ring, OpenError> {
+pub(super) fn create(
+    name: Option<&str>,
+    config: &Config,
+    role: Role,
+) -> Result<(Ring, Option<Presence>), OpenError> {
     let (slots, slot_size, max_message, endpoints) = config.mpmc_geometry()?;
     let g = Geometry::new::<MpmcRules>(slots, slot_size, max_message, endpoints)
         .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
-    let mapped = shm::create::<MpmcRules>(name, &g, config.mode, Some((0, role.code())), |m| {
-        // Nobody else can see the object before it is published: initialise the side word
-        // of the creator and every slot's sequence (slot i is free for position i).
-        let ring = in_shm(m);
-        role.side(ring.ctrl()).store(ATTACH, Ordering::Relaxed);
-        for i in 0..slots {
-            ring.meta(i).seq.store(i, Ordering::Relaxed);
-        }
-    })?;
-    Ok(in_shm(&mapped))
+    let (mapped, presence) =
+        shm::create::<MpmcRules>(name, &g, config.mode, Some((0, role.code())), |m| {
+            // Nobody else can see the object before it is published: initialise the side word
+            // of the creator and every slot's sequence (slot i is free for position i).
+            let ring = in_shm(m);
+            role.side(ring.ctrl()).store(ATTACH, Ordering::Relaxed);
+            for i in 0..slots {
+                ring.meta(i).seq.store(i, Ordering::Relaxed);
+            }
+        })?;
+    Ok((in_shm(&mapped), presence))
 }

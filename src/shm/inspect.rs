@@ -1,8 +1,8 @@
 //! Read-only inspection of a named ring: its geometry and who is attached, without attaching.
 
+use super::endpoints::owner_present;
 use super::layout::Header;
 use super::layout::{EP_ATTACHED, EP_CLAIMING, EP_CLOSED, EP_TAKING};
-use super::peer::{Liveness, ProcessId};
 use crate::error::OpenError;
 use crate::geometry::{Kind, MpmcRules, SpscRules};
 use crate::storage::{ROLE_CONSUMER, ROLE_PRODUCER};
@@ -96,19 +96,16 @@ pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
     };
     let mut endpoints = Vec::new();
     for slot in 0..g.endpoint_count as usize {
-        let Some((state, role, pid, start_time)) = h.endpoint_snapshot(slot) else {
+        let Some((state, role, pid, _start_time)) = h.endpoint_snapshot(slot) else {
             break;
         };
+        // Alive means the entry's liveness lock is held (see `endpoints`), whatever pid
+        // namespace its owner runs in; the pid is shown as the owner recorded it.
+        let present = || owner_present(mapped.seg.fd(), slot);
         let state = match state {
-            EP_CLAIMING => EndpointState::Attaching,
-            EP_TAKING => match (ProcessId { pid, start_time }).liveness() {
-                Liveness::Alive => EndpointState::Attaching,
-                Liveness::Dead => EndpointState::Dead,
-            },
-            EP_ATTACHED => match (ProcessId { pid, start_time }).liveness() {
-                Liveness::Alive => EndpointState::Attached,
-                Liveness::Dead => EndpointState::Dead,
-            },
+            EP_CLAIMING | EP_TAKING if present() => EndpointState::Attaching,
+            EP_ATTACHED if present() => EndpointState::Attached,
+            EP_CLAIMING | EP_TAKING | EP_ATTACHED => EndpointState::Dead,
             EP_CLOSED => EndpointState::Closed,
             _ => continue,
         };

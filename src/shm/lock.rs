@@ -103,6 +103,7 @@ use rustix::fs::{Mode, OFlags};
 pub(crate) const LOCK_BASE: u64 = 1 << 40;
 
 /// The byte a creator holds while it initialises the object.
+#[allow(dead_code)] // taken by creators once the creation handshake uses it
 pub(crate) const CREATION_BYTE: u64 = LOCK_BASE;
 
 /// The byte the endpoint at `index` of the endpoint table holds for the life of its handle.
@@ -114,6 +115,7 @@ pub(crate) const fn endpoint_byte(index: u32) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LockKind {
     /// Shared: compatible with other read locks (needs a description open for reading).
+    #[cfg_attr(not(test), allow(dead_code))] // the rings take write locks only
     Read,
     /// Exclusive (needs a description open for writing).
     Write,
@@ -277,6 +279,7 @@ pub(crate) fn probe_range(
 /// found plus one per free gap between them, at most `2k + 1` calls for `k` locks in the
 /// window: cheaper than probing each byte when few are held, dearer when most are. Makes no
 /// heap allocation.
+#[cfg_attr(not(test), allow(dead_code))] // for scans of many entries; the rings probe one by one
 pub(crate) fn held_mask(fd: BorrowedFd<'_>, start: u64, n: u32) -> io::Result<u64> {
     if n > 64 {
         return Err(io::Error::new(
@@ -397,6 +400,7 @@ pub(crate) struct OwnLock {
     owner_pid: u32,
 }
 
+#[allow(dead_code)] // `acquire`, `fd`, `byte`: for the creation handshake
 impl OwnLock {
     /// Opens a description of its own for the object behind `object` (see [`reopen`]) and
     /// write-locks `byte` on it. `Ok(None)`: another description holds the byte.
@@ -419,6 +423,15 @@ impl OwnLock {
             byte,
             owner_pid: std::process::id(),
         }))
+    }
+
+    /// Takes ownership of a description on which this process has just write-locked `byte`.
+    pub(crate) fn adopt(fd: OwnedFd, byte: u64) -> OwnLock {
+        OwnLock {
+            fd,
+            byte,
+            owner_pid: std::process::id(),
+        }
     }
 
     /// The endpoint's own description (e.g. to hold the creation lock on it too). Probing

@@ -11,7 +11,6 @@
 mod endpoints;
 mod inspect;
 mod layout;
-#[allow(dead_code)] // wired in by the liveness work
 mod lock;
 mod open;
 mod peer;

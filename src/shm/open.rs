@@ -4,12 +4,14 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use super::endpoints::OwnedDescription;
 use super::layout::{self, Header, INIT_WAIT};
+use super::lock;
 use super::peer::ProcessId;
 use super::segment::Segment;
 use crate::error::OpenError;
 use crate::geometry::{Geometry, HEADER_SIZE, KindRules};
-use crate::storage::{Backing, EndpointStatus, Refused, Registry, Storage};
+use crate::storage::{Backing, EndpointStatus, Presence, Refused, Registry, Storage};
 use crate::sync::region::Region;
 use std::ptr::NonNull;
 
@@ -57,7 +59,7 @@ struct Shared(Arc<Segment>);
 
 impl Backing for Shared {
     fn registry(&self) -> Option<&dyn Registry> {
-        Some(Header::of(&self.0))
+        Some(self)
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
@@ -65,33 +67,49 @@ impl Backing for Shared {
     }
 }
 
-impl Registry for Header {
-    fn attach(&self, slot: usize, role: u32) -> Result<(), Refused> {
-        Header::attach(self, slot, role, ProcessId::current()).map_err(|state| {
-            if state == layout::EP_CLOSED {
-                Refused::Closed
-            } else {
-                Refused::Taken
-            }
-        })
+impl Registry for Shared {
+    fn attach(&self, slot: usize, role: u32) -> Result<Presence, Refused> {
+        let own = self.own_description()?;
+        Header::of(&self.0)
+            .attach(slot, role, ProcessId::current(), own)
+            .map(Presence::new)
+            .map_err(|state| {
+                if state == layout::EP_CLOSED {
+                    Refused::Closed
+                } else {
+                    Refused::Taken
+                }
+            })
     }
-    fn attach_any(&self, len: usize, role: u32) -> Option<usize> {
-        Header::attach_any(self, len, role, ProcessId::current())
+    fn attach_any(&self, len: usize, role: u32) -> Result<Option<(usize, Presence)>, Refused> {
+        let own = self.own_description()?;
+        Ok(Header::of(&self.0)
+            .attach_any(len, role, ProcessId::current(), own)
+            .map(|(slot, lock)| (slot, Presence::new(lock))))
     }
     fn attached_role(&self, slot: usize) -> Option<u32> {
-        Header::attached_role(self, slot)
+        Header::of(&self.0).attached_role(slot)
     }
     fn reap_if_dead(&self, slot: usize) -> Option<u32> {
-        Header::reap_if_dead(self, slot)
+        Header::of(&self.0).reap_if_dead(slot, self.0.fd())
     }
     fn detach(&self, slot: usize) {
-        Header::detach(self, slot)
+        Header::of(&self.0).detach(slot)
     }
     fn status(&self, slot: usize) -> EndpointStatus {
-        Header::status(self, slot)
+        Header::of(&self.0).status(slot, self.0.fd())
     }
     fn poison(&self) {
-        Header::poison(self)
+        Header::of(&self.0).poison()
+    }
+}
+
+impl Shared {
+    /// A descriptor of the object for one endpoint alone, to hold its liveness lock on.
+    fn own_description(&self) -> Result<OwnedDescription, Refused> {
+        lock::reopen(self.0.fd(), self.0.name())
+            .map(OwnedDescription)
+            .map_err(Refused::Unavailable)
     }
 }
 
@@ -114,26 +132,31 @@ pub(crate) fn create<R: KindRules>(
     mode: u32,
     creator: Option<(usize, u32)>,
     init: impl FnOnce(&Mapped),
-) -> Result<Mapped, OpenError> {
+) -> Result<(Mapped, Option<Presence>), OpenError> {
     refuse_under_model()?;
     let seg = match name {
         Some(name) => Segment::create(name, g.object_len(), mode)?,
         None => Segment::create_anonymous(g.object_len())?,
     };
     let me = ProcessId::current();
-    let h = Header::of(&seg);
-    h.init(g, me);
-    if let Some((slot, role)) = creator {
-        // A fresh object is zero-filled; the slot cannot be taken.
-        let _ = h.attach(slot, role, me);
-    }
+    Header::of(&seg).init(g, me);
     let mapped = Mapped {
         seg: Arc::new(seg),
         geometry: *g,
     };
+    // A fresh object is zero-filled and nobody else can attach before it is published: the
+    // slot can only fail to be ours if this process cannot get a descriptor of its own.
+    let presence = match creator {
+        Some((slot, role)) => Some(
+            Shared(mapped.seg.clone())
+                .attach(slot, role)
+                .map_err(|r| r.into_open_error("creator"))?,
+        ),
+        None => None,
+    };
     init(&mapped);
     Header::of(&mapped.seg).publish();
-    Ok(mapped)
+    Ok((mapped, presence))
 }
 
 /// Opens a named ring object of kind `R` and validates it.

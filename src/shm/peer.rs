@@ -1,27 +1,20 @@
-//! Who is attached to a ring, and whether they are still alive.
+//! Who attached to a ring, for display (`inspect`, the tool's `stat`): a pid and the
+//! process's start time (field 22 of `/proc/<pid>/stat`, in clock ticks since boot).
 //!
-//! A process is identified by its pid *and* its start time (field 22 of `/proc/<pid>/stat`, in
-//! clock ticks since boot), so a pid that was reused by a new process is not mistaken for the
-//! old one. A zombie (killed but not yet reaped by its parent) counts as dead: it will never
-//! touch the ring again.
+//! Nothing decides liveness from these: a pid means nothing in another pid namespace, and a
+//! process whose main thread exited looks like a zombie while its other threads run. Whether
+//! an endpoint is alive is asked of its lock in the endpoint table (`endpoints`).
 //!
 //! Reading `/proc` uses a stack buffer and no heap allocation.
 
 use rustix::fs::{Mode, OFlags};
-use rustix::process::{Pid, getpid};
+use rustix::process::getpid;
 
 /// A process identity: pid and start time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProcessId {
     pub(crate) pid: u32,
     pub(crate) start_time: u64,
-}
-
-/// Liveness of a recorded process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    Alive,
-    Dead,
 }
 
 impl ProcessId {
@@ -38,36 +31,6 @@ impl ProcessId {
         ProcessId {
             pid: raw,
             start_time,
-        }
-    }
-
-    /// Whether the process still runs (a zombie is dead, a pid reused by another process is
-    /// dead).
-    ///
-    /// Only positive evidence of death counts: a missing `/proc/<pid>` confirmed by
-    /// `kill(pid, 0)` failing with `ESRCH`, a zombie state, or another start time. Any other
-    /// failure (out of file descriptors, a `hidepid` mount, `EPERM`) says nothing about the
-    /// process, so it is taken as alive: a false "dead" would end a live peer's stream.
-    pub(crate) fn liveness(&self) -> Liveness {
-        let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) else {
-            return Liveness::Dead;
-        };
-        match read_stat(self.pid) {
-            Ok((state, start)) => {
-                let zombie = matches!(state, b'Z' | b'X' | b'x');
-                let reused = self.start_time != 0 && start != self.start_time;
-                if zombie || reused {
-                    Liveness::Dead
-                } else {
-                    Liveness::Alive
-                }
-            }
-            // No such entry: make sure with signal 0 (works without /proc too).
-            Err(StatError::Missing) => match rustix::process::test_kill_process(pid) {
-                Err(rustix::io::Errno::SRCH) => Liveness::Dead,
-                _ => Liveness::Alive,
-            },
-            Err(StatError::Unknown) => Liveness::Alive,
         }
     }
 }
@@ -161,51 +124,5 @@ mod tests {
         assert_eq!(parse_stat(line), Some((b'S', 4242)));
         assert_eq!(parse_stat(b"garbage"), None);
         assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
-    }
-
-    #[test]
-    fn current_process_is_alive_and_bogus_ones_are_dead() {
-        let me = ProcessId::current();
-        assert_ne!(me.start_time, 0);
-        assert_eq!(me.liveness(), Liveness::Alive);
-        let reused = ProcessId {
-            pid: me.pid,
-            start_time: me.start_time + 1,
-        };
-        assert_eq!(reused.liveness(), Liveness::Dead);
-        assert_eq!(
-            ProcessId {
-                pid: 0,
-                start_time: 0
-            }
-            .liveness(),
-            Liveness::Dead
-        );
-    }
-
-    #[test]
-    fn killed_child_is_dead_even_before_it_is_reaped() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
-        let id = ProcessId {
-            pid: child.id(),
-            start_time: read_stat(child.id()).expect("stat of child").1,
-        };
-        assert_eq!(id.liveness(), Liveness::Alive);
-        child.kill().expect("kill child");
-        // Not reaped yet: a zombie. Poll until the kernel has turned it into one.
-        let mut dead = false;
-        for _ in 0..200 {
-            if id.liveness() == Liveness::Dead {
-                dead = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        child.wait().expect("reap child");
-        assert!(dead, "a killed, unreaped child must count as dead");
-        assert_eq!(id.liveness(), Liveness::Dead);
     }
 }

@@ -109,6 +109,8 @@ pub(crate) struct Segment {
     fd: OwnedFd,
     /// Size of the object when it was mapped; the mapping covers exactly this.
     len: u64,
+    /// The name of a named object (to reopen it where `/proc/self/fd` is unavailable).
+    name: Option<String>,
 }
 
 impl Segment {
@@ -123,8 +125,9 @@ impl Segment {
         .map_err(|e| map_errno(e, name, "shm_open"))?;
         // From here on a failure must not leave the half-made object behind.
         let cleanup = UnlinkOnError(name);
-        let seg = Self::size_and_map(fd, len)?;
+        let mut seg = Self::size_and_map(fd, len)?;
         std::mem::forget(cleanup);
+        seg.name = Some(name.to_owned());
         Ok(seg)
     }
 
@@ -169,7 +172,9 @@ impl Segment {
         validate_name(name)?;
         let fd = shm::open(name, shm::OFlags::RDWR, Mode::empty())
             .map_err(|e| map_errno(e, name, "shm_open"))?;
-        Self::from_owned_fd(fd, min_len)
+        let mut seg = Self::from_owned_fd(fd, min_len)?;
+        seg.name = Some(name.to_owned());
+        Ok(seg)
     }
 
     /// Maps an object given by an fd (e.g. a memfd received over a Unix socket or inherited
@@ -214,6 +219,7 @@ impl Segment {
             base,
             fd,
             len,
+            name: None,
         })
     }
 
@@ -225,6 +231,11 @@ impl Segment {
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The object's name, for named objects.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The object's file descriptor.

@@ -13,7 +13,7 @@ use crate::endpoint::EndpointState;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::geometry::{RECORD_HEADER, SpscRules};
 use crate::shm;
-use crate::storage::ROLE_CONSUMER;
+use crate::storage::{Presence, ROLE_CONSUMER};
 use crate::sync::waiter::{Poll, SLICE, WaitStats, WaitStrategy};
 use crate::sync::{Deadline, Ordering};
 
@@ -92,8 +92,9 @@ impl Consumer {
         config: impl std::borrow::Borrow<Config>,
     ) -> Result<Consumer, OpenError> {
         let config = config.borrow();
-        let ring = Ring::create(Some(name), config, Some((CONSUMER_SLOT, ROLE_CONSUMER)))?;
-        Ok(Consumer::new(ring, config.wait_strategy))
+        let (ring, presence) =
+            Ring::create(Some(name), config, Some((CONSUMER_SLOT, ROLE_CONSUMER)))?;
+        Ok(Consumer::new(ring, config.wait_strategy).with_presence(presence))
     }
 
     /// Opens the consumer end of an existing named ring (created by [`Producer::create`](super::Producer::create)).
@@ -110,8 +111,8 @@ impl Consumer {
     /// ```
     pub fn open(name: &str) -> Result<Consumer, OpenError> {
         let opened = shm::open::<SpscRules>(name)?;
-        let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
-        Ok(Consumer::new(ring, WaitStrategy::default()))
+        let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
     }
 
     /// Attaches as the consumer of a ring given by a file descriptor (see
@@ -121,8 +122,8 @@ impl Consumer {
     /// As [`Producer::open`](super::Producer::open).
     pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd)?;
-        let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
-        Ok(Consumer::new(ring, WaitStrategy::default()))
+        let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
     }
 
     /// Bytes of the ring in use: records published and not yet released (padding
@@ -144,6 +145,13 @@ impl Consumer {
     /// Whether no message is waiting in the ring (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.used_bytes() == 0
+    }
+
+    /// This handle, holding its presence in the endpoint table (shared rings).
+    fn with_presence(mut self, presence: Option<Presence>) -> Consumer {
+        self.ep = std::mem::replace(&mut self.ep, EndpointState::new(WaitStrategy::Spin, SLICE))
+            .with_presence(presence);
+        self
     }
 
     /// Capacity of the data region in bytes.
@@ -553,6 +561,7 @@ impl Consumer {
         w.consumer_closed.store(1, Ordering::Release);
         w.writable.notify_closed();
         self.ring.storage.detach(CONSUMER_SLOT);
+        self.ep.end_presence();
     }
 }
 

@@ -36,9 +36,11 @@
 //!
 //! Like a pipe: when the producer closes (or is dropped, or dies), the consumer receives what
 //! is left and then gets `Disconnected`. When the consumer closes (or dies), sends fail with
-//! `Disconnected` and hand the message back. A peer that dies without closing is noticed by a
-//! blocked waiter within one sleep slice (a few hundred
-//! milliseconds at most), by checking the pid and start time recorded in the endpoint table.
+//! `Disconnected` (the caller still holds its message). A peer that dies without closing is
+//! noticed by a blocked waiter within one sleep slice (a few hundred milliseconds at most),
+//! by asking the kernel whether the peer still holds its liveness lock (an OFD lock on a byte
+//! of the ring's object, which the kernel releases when the process dies; see the `mpmc`
+//! module docs, "who is alive").
 //!
 //! # Files
 //!

@@ -14,7 +14,7 @@ use crate::error::{
 };
 use crate::geometry::{RECORD_HEADER, SpscRules};
 use crate::shm;
-use crate::storage::ROLE_PRODUCER;
+use crate::storage::{Presence, ROLE_PRODUCER};
 use crate::sync::waiter::{Poll, SLICE, WaitStats, WaitStrategy};
 use crate::sync::{Deadline, Ordering, weaken};
 
@@ -111,8 +111,9 @@ impl Producer {
         config: impl std::borrow::Borrow<Config>,
     ) -> Result<Producer, OpenError> {
         let config = config.borrow();
-        let ring = Ring::create(Some(name), config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
-        Ok(Producer::new(ring, config.wait_strategy))
+        let (ring, presence) =
+            Ring::create(Some(name), config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
+        Ok(Producer::new(ring, config.wait_strategy).with_presence(presence))
     }
 
     /// Opens the producer end of an existing named ring (created by [`Consumer::create`](super::Consumer::create)).
@@ -135,8 +136,8 @@ impl Producer {
     /// ```
     pub fn open(name: &str) -> Result<Producer, OpenError> {
         let opened = shm::open::<SpscRules>(name)?;
-        let ring = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
-        Ok(Producer::new(ring, WaitStrategy::default()))
+        let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+        Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
     }
 
     /// Opens the producer end of a named ring like [`open`](Producer::open), waiting up to
@@ -156,8 +157,8 @@ impl Producer {
     /// As [`Producer::open`].
     pub fn from_fd(fd: OwnedFd) -> Result<Producer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd)?;
-        let ring = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
-        Ok(Producer::new(ring, WaitStrategy::default()))
+        let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+        Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
     }
 
     /// Creates an anonymous ring on a sealed memfd and returns its producer, with a
@@ -179,9 +180,12 @@ impl Producer {
         config: impl std::borrow::Borrow<Config>,
     ) -> Result<(Producer, OwnedFd), OpenError> {
         let config = config.borrow();
-        let ring = Ring::create(None, config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
+        let (ring, presence) = Ring::create(None, config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
         let fd = ring.storage.dup_fd()?;
-        Ok((Producer::new(ring, config.wait_strategy), fd))
+        Ok((
+            Producer::new(ring, config.wait_strategy).with_presence(presence),
+            fd,
+        ))
     }
 
     /// Bytes of the ring in use: records published and not yet released (padding
@@ -203,6 +207,13 @@ impl Producer {
     /// Whether no message is waiting in the ring (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.used_bytes() == 0
+    }
+
+    /// This handle, holding its presence in the endpoint table (shared rings).
+    fn with_presence(mut self, presence: Option<Presence>) -> Producer {
+        self.ep = std::mem::replace(&mut self.ep, EndpointState::new(WaitStrategy::Spin, SLICE))
+            .with_presence(presence);
+        self
     }
 
     /// Capacity of the data region in bytes.
@@ -625,6 +636,7 @@ impl Producer {
         w.producer_closed.store(1, Ordering::Release);
         w.readable.notify_closed();
         self.ring.storage.detach(PRODUCER_SLOT);
+        self.ep.end_presence();
     }
 }
 

@@ -8,7 +8,7 @@ use crate::endpoint::EndpointState;
 use crate::error::{Corruption, OpenError};
 use crate::geometry::{Geometry, RECORD_HEADER, SPSC_CONTROL_SIZE, SpscRules};
 use crate::shm::{self, Mapped};
-use crate::storage::{Refused, Storage};
+use crate::storage::{Presence, Storage};
 use crate::sync::heap::HeapRing;
 use crate::sync::region::Region;
 use crate::sync::waiter::EventCount;
@@ -154,13 +154,13 @@ impl Ring {
         name: Option<&str>,
         config: &Config,
         creator: Option<(usize, u32)>,
-    ) -> Result<Ring, OpenError> {
+    ) -> Result<(Ring, Option<Presence>), OpenError> {
         let (capacity, max_message) = config.spsc_geometry()?;
         let g = Geometry::new::<SpscRules>(capacity, 0, max_message as u32, 2)
             .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
         // The control block of a fresh object is all zeros, its initial state.
-        let mapped = shm::create::<SpscRules>(name, &g, config.mode, creator, |_| {})?;
-        Ok(Ring::in_shm(&mapped))
+        let (mapped, presence) = shm::create::<SpscRules>(name, &g, config.mode, creator, |_| {})?;
+        Ok((Ring::in_shm(&mapped), presence))
     }
 
     fn in_shm(m: &Mapped) -> Ring {
@@ -179,7 +179,7 @@ impl Ring {
         slot: usize,
         role: u32,
         what: &'static str,
-    ) -> Result<Ring, OpenError> {
+    ) -> Result<(Ring, Presence), OpenError> {
         if m.geometry.endpoint_count != 2 {
             return Err(OpenError::BadGeometry(Corruption::new(
                 "an SPSC ring has two endpoints",
@@ -190,13 +190,10 @@ impl Ring {
         let registry = ring.storage.registry().ok_or(OpenError::Incompatible(
             "a shared ring without an endpoint table",
         ))?;
-        registry
+        let presence = registry
             .attach(slot, role)
-            .map_err(|refused| match refused {
-                Refused::Closed => OpenError::EndpointClosed(what),
-                Refused::Taken => OpenError::EndpointTaken(what),
-            })?;
-        Ok(ring)
+            .map_err(|refused| refused.into_open_error(what))?;
+        Ok((ring, presence))
     }
 }
 
