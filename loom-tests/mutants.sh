@@ -47,6 +47,7 @@ declare -A expected=(
     [mpmc_full_off_by_one]="mpmc_delivery::two_senders_one_receiver"
     [mpmc_empty_off_by_one]="mpmc_delivery::one_sender_two_receivers_wrap"
     [mpmc_close_off_by_one]="mpmc_close::clones_gone_while_others_stay_do_not_disconnect"
+    [relaxed_close]="spsc_close::consumer_polling_sees_close_after_last_message"
 )
 # mutant -> the test files whose models run the mutated code (a cargo `--test` pattern).
 declare -A scope=(
@@ -60,10 +61,11 @@ declare -A scope=(
     [mpmc_full_off_by_one]="mpmc_*"
     [mpmc_empty_off_by_one]="mpmc_*"
     [mpmc_close_off_by_one]="mpmc_*"
+    [relaxed_close]="spsc_*"
 )
 all="relaxed_tail relaxed_head no_recheck skip_wake full_off_by_one"
 all+=" mpmc_relaxed_publish mpmc_relaxed_take mpmc_full_off_by_one mpmc_empty_off_by_one"
-all+=" mpmc_close_off_by_one"
+all+=" mpmc_close_off_by_one relaxed_close"
 read -r -a mutants <<<"${MUTANTS:-$all}"
 
 status=0

@@ -42,6 +42,34 @@ fn producer_closes_while_consumer_sleeps() {
     assert!(slept.count() > 0, "the consumer never slept");
 }
 
+/// The consumer polls (`try_recv`, never sleeping) while the producer sends `M1` and `M2`
+/// and closes: whenever the consumer sees the close, it has already received both messages,
+/// or receives them before `Disconnected`. (The close flag's Release store after the last
+/// publish is what makes the final tail visible to a consumer that sees the flag.)
+#[test]
+fn consumer_polling_sees_close_after_last_message() {
+    model("consumer_polling_sees_close_after_last_message", || {
+        let (mut tx, mut rx) =
+            spsc::channel(&config(WaitStrategy::Spin)).expect("a valid configuration");
+        let producer = thread::spawn(move || {
+            tx.send(M1).unwrap();
+            tx.send(M2).unwrap();
+            tx.close();
+        });
+        let mut got = Vec::new();
+        loop {
+            match rx.try_recv() {
+                Ok(m) => got.push(m.to_vec()),
+                Err(TryRecvError::Empty) => thread::yield_now(),
+                Err(TryRecvError::Disconnected) => break,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(got, [M1, M2], "end of stream only after the last message");
+        producer.join().unwrap();
+    });
+}
+
 /// The ring is full and the producer may be asleep in `send(M3)` when the consumer is
 /// dropped: the send fails with `Disconnected` and hands `M3` back.
 #[test]

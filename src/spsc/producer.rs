@@ -632,8 +632,9 @@ impl Producer {
         self.flush();
         let w = &self.ring.ctrl().wait;
         // SYNC POINT: Release after our last publish: a consumer that sees the flag (Acquire)
-        // also sees the final tail.
-        w.producer_closed.store(1, Ordering::Release);
+        // also sees the final tail (`spsc_close::consumer_polling_sees_close_after_last_message`).
+        let order = weaken(cfg!(shmring_mutant = "relaxed_close"), Ordering::Release);
+        w.producer_closed.store(1, order);
         w.readable.notify_closed();
         self.ring.storage.detach(PRODUCER_SLOT);
         self.ep.end_presence();

@@ -23,8 +23,8 @@
 //! which pairs with the waiter's own fence as before.
 //!
 //! Registration survives `fork` (the child shares the parent's registered state, as does the
-//! flag below) and `exec` clears both. Under loom both barriers are `fence(SeqCst)`: the
-//! models check the protocol with symmetric fences, which is what the pair provides.
+//! flag below) and `exec` clears both. Under loom both barriers are read-modify-writes of one
+//! location (see the model below), which give the pair's guarantee and nothing more.
 
 #[cfg(not(loom))]
 mod imp {
@@ -91,17 +91,31 @@ mod imp {
     }
 }
 
+/// The loom model of the pair. Both halves are read-modify-writes of one location, which
+/// are totally ordered: whichever of a notifier's `light` and a waiter's `heavy` comes second
+/// reads the first and synchronizes with it, so either the waiter sees the notifier's
+/// progress or the notifier sees the waiter's announcement, which is all the real pair
+/// promises. A `fence(SeqCst)` in `light` would promise more than a compiler barrier does:
+/// it would order the notifier's earlier stores before *every* later store of its thread for
+/// any acquiring reader, and so hide a missing Release elsewhere (the producer's close flag,
+/// say, which follows a publish and its `light`). The RMW model orders them only for a
+/// thread that itself touches the barrier location afterwards.
 #[cfg(loom)]
 mod imp {
-    use super::super::{Ordering, fence};
+    use super::super::{AtomicU32, Ordering, fence};
+
+    loom::lazy_static! {
+        static ref BARRIER: AtomicU32 = AtomicU32::new(0);
+    }
 
     #[inline]
     pub(crate) fn light() {
-        fence(Ordering::SeqCst);
+        BARRIER.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn heavy() -> bool {
         fence(Ordering::SeqCst);
+        BARRIER.fetch_add(1, Ordering::SeqCst);
         true
     }
 }
