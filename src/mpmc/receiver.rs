@@ -521,7 +521,10 @@ impl Receiver {
             Poll::Ready(r) => r.map_err(Into::into),
             Poll::Pending => {
                 check_peers(&self.h.ring, &mut self.h.ep.throttle);
-                Err(TryRecvError::Empty)
+                match self.h.ep.truncated(&self.h.ring.storage) {
+                    Some(c) => Err(TryRecvError::Corrupted(c)),
+                    None => Err(TryRecvError::Empty),
+                }
             }
         }
     }
@@ -579,11 +582,18 @@ impl Receiver {
             || self.poll_msg(),
             || {
                 check_peers(&ring, &mut clock);
-                Poll::Pending
+                // Last: the peer check may be the access that finds a truncation.
+                match ring.storage.truncation() {
+                    Some(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.h.ep.stats = stats;
         self.h.ep.throttle = clock;
+        if let Some(c) = self.h.ep.truncated(&ring.storage) {
+            return Err(RecvTimeoutError::Corrupted(c));
+        }
         match result {
             Ok(r) => r.map_err(Into::into),
             Err(_) => Err(RecvTimeoutError::Timeout),

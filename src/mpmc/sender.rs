@@ -417,21 +417,33 @@ impl Sender {
             },
             || {
                 check_peers(&ring, &mut clock);
-                Poll::Pending
+                // Last: the peer check may be the access that finds a truncation.
+                match ring.storage.truncation() {
+                    Some(c) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.h.ep.stats = stats;
         self.h.ep.throttle = clock;
+        if let Some(c) = self.h.ep.truncated(&ring.storage) {
+            return Err(ClaimError::Corrupted(c));
+        }
         match result {
             Ok(r) => r,
             Err(_) => Err(ClaimError::Timeout),
         }
     }
 
-    /// The slow-path peer check after a `try_` call found the ring full.
+    /// The slow-path peer check after a `try_` call found the ring full; returns what to
+    /// report: `Full`, or `Corrupted` if the ring's object was truncated.
     #[cold]
-    pub(super) fn check_after_busy(&mut self) {
+    pub(super) fn check_after_busy(&mut self) -> ClaimError {
         check_peers(&self.h.ring, &mut self.h.ep.throttle);
+        match self.h.ep.truncated(&self.h.ring.storage) {
+            Some(c) => ClaimError::Corrupted(c),
+            None => ClaimError::Full,
+        }
     }
 
     /// Publishes the claimed position `pos` holding `len` payload bytes.
@@ -541,10 +553,7 @@ impl Sender {
                 self.write_and_publish(pos, msg);
                 Ok(())
             }
-            Err(NoSlot::Busy) => {
-                self.check_after_busy();
-                Err(TrySendError::Full(()))
-            }
+            Err(NoSlot::Busy) => Err(self.check_after_busy().into_try_send(())),
             Err(e) => Err(ClaimError::from(e).into_try_send(())),
         }
     }
@@ -618,10 +627,7 @@ impl Sender {
         self.check_size(len).map_err(|e| e.into_try_send(()))?;
         match self.try_claim() {
             Ok(pos) => Ok(self.grant(pos, len)),
-            Err(NoSlot::Busy) => {
-                self.check_after_busy();
-                Err(TrySendError::Full(()))
-            }
+            Err(NoSlot::Busy) => Err(self.check_after_busy().into_try_send(())),
             Err(e) => Err(ClaimError::from(e).into_try_send(())),
         }
     }

@@ -16,7 +16,6 @@ mod lock;
 mod open;
 mod peer;
 mod segment;
-#[allow(dead_code)] // wired in by the truncation work
 mod sigbus;
 
 pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};

@@ -63,6 +63,10 @@ impl Backing for Shared {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.0.fd())
     }
+
+    fn truncated(&self) -> bool {
+        self.0.poisoned()
+    }
 }
 
 impl Registry for Header {

@@ -6,9 +6,15 @@
 //! - Creating reserves the memory with `fallocate`, so a full `/dev/shm` is an `ENOSPC` error
 //!   at creation instead of a `SIGBUS` on first touch.
 //! - Opening checks the object's real size (`fstat`) before mapping anything.
-//! - memfd objects are sealed against shrinking and growing, so no process holding the fd can
-//!   truncate the ring under another one. (Named POSIX objects cannot be sealed: any process
-//!   allowed to open one read-write can also truncate it; keep the mode at 0600.)
+//! - memfd objects are sealed against shrinking and growing before they are mapped, so no
+//!   process holding the fd can truncate the ring under another one.
+//! - Every other mapping (a named object, or an fd that is not a memfd sealed against
+//!   shrinking) is registered with the `SIGBUS` guard ([`sigbus`](super::sigbus)) for its whole
+//!   range before anything touches it. Named POSIX objects cannot be sealed: any process
+//!   allowed to open one read-write can truncate it, and our next access past the new end
+//!   would raise `SIGBUS`. Under the guard it reads zeros instead and [`Segment::poisoned`]
+//!   says so; the rings then report the ring as corrupted. If the guard's table is full the
+//!   object is not mapped at all ([`OpenError::TooManyMappings`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
@@ -18,6 +24,7 @@ use rustix::fs::{FallocateFlags, MemfdFlags, Mode, SealFlags};
 use rustix::io::Errno;
 use rustix::shm;
 
+use super::sigbus;
 use crate::error::OpenError;
 
 /// Longest name accepted, leading '/' included (`NAME_MAX`).
@@ -100,9 +107,13 @@ pub(crate) fn map_errno(e: Errno, name: &str, context: &'static str) -> OpenErro
 }
 
 /// A mapped shared-memory object. Unmapped (and the fd closed) on drop; a named object's name
-/// is removed only by [`unlink`] or [`Segment::unlink_on_drop`].
+/// is removed only by [`unlink`].
 #[derive(Debug)]
 pub(crate) struct Segment {
+    /// The `SIGBUS` guard of the whole mapping, for objects that can be truncated under us
+    /// (`None` for a memfd sealed against shrinking). Declared before `_map` so that it is
+    /// dropped (unregistered) before the mapping is unmapped, as the guard requires.
+    guard: Option<sigbus::Guard>,
     /// Keeps the mapping alive (unmapped on drop); accessed through `base`.
     _map: MmapRaw,
     base: NonNull<u8>,
@@ -128,27 +139,31 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Creates an anonymous object on a memfd, sealed against resizing.
+    /// Creates an anonymous object on a memfd, sealed against resizing before it is mapped
+    /// (so its mapping needs no `SIGBUS` guard).
     pub(crate) fn create_anonymous(len: u64) -> Result<Segment, OpenError> {
         let fd =
             rustix::fs::memfd_create("shmring", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
                 .map_err(|e| io_err("memfd_create", e))?;
-        let seg = Self::size_and_map(fd, len)?;
-        rustix::fs::fcntl_add_seals(
-            &seg.fd,
-            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-        )
-        .map_err(|e| io_err("fcntl(F_ADD_SEALS)", e))?;
-        Ok(seg)
+        Self::size(&fd, len)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+            .map_err(|e| io_err("fcntl(F_ADD_SEALS)", e))?;
+        Self::map(fd, len)
     }
 
     fn size_and_map(fd: OwnedFd, len: u64) -> Result<Segment, OpenError> {
-        rustix::fs::ftruncate(&fd, len).map_err(|e| match e {
+        Self::size(&fd, len)?;
+        Self::map(fd, len)
+    }
+
+    /// Sizes a new object and reserves its memory.
+    fn size(fd: &OwnedFd, len: u64) -> Result<(), OpenError> {
+        rustix::fs::ftruncate(fd, len).map_err(|e| match e {
             Errno::FBIG | Errno::NOSPC => OpenError::NoSpace { bytes: len },
             e => io_err("ftruncate", e),
         })?;
         let reserved = loop {
-            match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
+            match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, len) {
                 Err(Errno::INTR) => continue,
                 r => break r,
             }
@@ -160,7 +175,7 @@ impl Segment {
             Err(Errno::OPNOTSUPP) => {}
             Err(e) => return Err(io_err("fallocate", e)),
         }
-        Self::map(fd, len)
+        Ok(())
     }
 
     /// Opens an existing named object and maps all of it, after checking it holds at least
@@ -209,7 +224,27 @@ impl Segment {
             context: "mmap",
             source: std::io::Error::other("null mapping"),
         })?;
+        let guard = if can_shrink(&fd) {
+            // SAFETY: the range is exactly the mapping just made, which the segment owns and
+            // unmaps only after dropping the guard (field order), and nothing has accessed it
+            // yet. The rings reach it through raw pointers and atomics, and read the bytes of
+            // a message in place as they read bytes a peer may rewrite at any time; they check
+            // `poisoned` on their slow paths and whenever they find corruption (the contents
+            // then count as garbage, as the guard's contract asks).
+            match unsafe { sigbus::Guard::register(base.as_ptr(), map_len) } {
+                Ok(guard) => Some(guard),
+                // Never map a truncatable object without the guard.
+                Err(sigbus::Full) => {
+                    return Err(OpenError::TooManyMappings {
+                        limit: sigbus::CAPACITY,
+                    });
+                }
+            }
+        } else {
+            None
+        };
         Ok(Segment {
+            guard,
             _map: map,
             base,
             fd,
@@ -231,6 +266,26 @@ impl Segment {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// Whether the object was truncated under the mapping and an access past its new end was
+    /// survived: the whole mapping now reads zeros and its writes reach no one. Never goes
+    /// back to `false`. A load that read such a zero is always followed by a call of this
+    /// that returns `true`.
+    pub(crate) fn poisoned(&self) -> bool {
+        self.guard.as_ref().is_some_and(sigbus::Guard::poisoned)
+    }
+}
+
+/// Whether someone holding (or opening) the object could shrink it under our mapping: true
+/// for every object except a memfd sealed against shrinking (`F_SEAL_SHRINK`). Named POSIX
+/// objects report only `F_SEAL_SEAL` (they cannot be sealed); regular files and other fds
+/// that are not shmem fail with `EINVAL`.
+fn can_shrink(fd: &OwnedFd) -> bool {
+    // The switch of the mutant check that shows the guard is what keeps truncation survivable.
+    if cfg!(shmring_mutant = "no_sigbus_guard") {
+        return false;
+    }
+    !rustix::fs::fcntl_get_seals(fd).is_ok_and(|seals| seals.contains(SealFlags::SHRINK))
 }
 
 struct UnlinkOnError<'a>(&'a str);

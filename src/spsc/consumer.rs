@@ -372,11 +372,18 @@ impl Consumer {
                     // what it published and then reports end of stream.
                     ctrl.wait.producer_closed.store(1, Ordering::Release);
                 }
-                Poll::Pending
+                // Last: the look at the peer may be the access that finds a truncation.
+                match storage.truncation() {
+                    Some(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.ep.stats = stats;
         self.ep.throttle = throttle;
+        if let Some(c) = self.ep.truncated(&storage) {
+            return Err(RecvTimeoutError::Corrupted(c));
+        }
         match result {
             Ok(r) => r.map_err(Into::into),
             Err(_) => Err(RecvTimeoutError::Timeout),
@@ -384,10 +391,13 @@ impl Consumer {
     }
 
     /// What a non-blocking receive reports when nothing is there: `Empty`, unless the
-    /// producer died without closing (looked up at most once per slice) and the ring is
-    /// drained.
+    /// ring's object was truncated (then `Corrupted`) or the producer died without closing
+    /// (looked up at most once per slice) and the ring is drained.
     #[cold]
     pub(super) fn empty_or_ended(&mut self) -> TryRecvError {
+        if let Some(c) = self.ep.truncated(&self.ring.storage) {
+            return TryRecvError::Corrupted(c);
+        }
         if !self
             .ring
             .peer_died(&mut self.ep, PRODUCER_SLOT, producer_closed)

@@ -274,20 +274,25 @@ impl Producer {
     }
 
     /// `try_claim` for the non-blocking calls: a full ring whose consumer died without
-    /// closing is reported as disconnected (checked at most once per slice).
+    /// closing is reported as disconnected (checked at most once per slice), one whose object
+    /// was truncated as corrupted.
     #[inline]
     pub(super) fn try_claim_once(&mut self, len: usize) -> Result<Claim, ClaimError> {
         let len = self.check_size(len)?;
         match self.try_claim(len) {
             Ok(c) => Ok(c),
-            Err(NoSpace::Full)
-                if self
+            Err(NoSpace::Full) => {
+                if let Some(c) = self.ep.truncated(&self.ring.storage) {
+                    Err(ClaimError::Corrupted(c))
+                } else if self
                     .ring
-                    .peer_died(&mut self.ep, CONSUMER_SLOT, consumer_closed) =>
-            {
-                Err(ClaimError::Disconnected)
+                    .peer_died(&mut self.ep, CONSUMER_SLOT, consumer_closed)
+                {
+                    Err(ClaimError::Disconnected)
+                } else {
+                    Err(ClaimError::Full)
+                }
             }
-            Err(NoSpace::Full) => Err(ClaimError::Full),
             Err(NoSpace::Disconnected) => Err(ClaimError::Disconnected),
             Err(NoSpace::Corrupted(c)) => Err(ClaimError::Corrupted(c)),
         }
@@ -327,7 +332,6 @@ impl Producer {
     pub(super) fn claim_slow(&mut self, len: u64, deadline: Deadline) -> Result<Claim, ClaimError> {
         // Never wait on records the consumer cannot see yet (an unpublished batch).
         self.flush();
-        // The wait channel lives in the shared control block, not in `self`.
         // The wait channel lives in the control block, which `storage` keeps alive.
         let ctrl = self.ring.ctrl_detached();
         let writable = &ctrl.wait.writable;
@@ -352,11 +356,18 @@ impl Producer {
                     // the disconnect.
                     ctrl.wait.consumer_closed.store(1, Ordering::Release);
                 }
-                Poll::Pending
+                // Last: the look at the peer may be the access that finds a truncation.
+                match storage.truncation() {
+                    Some(c) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.ep.stats = stats;
         self.ep.throttle = throttle;
+        if let Some(c) = self.ep.truncated(&storage) {
+            return Err(ClaimError::Corrupted(c));
+        }
         match result {
             Ok(r) => r,
             Err(_) => Err(ClaimError::Timeout),
