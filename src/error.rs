@@ -385,6 +385,16 @@ pub enum OpenError {
         /// Entries in the registry.
         capacity: usize,
     },
+    /// The object is not one this process trusts by default (see the call's documentation
+    /// for why, and for the way to opt in): for example a descriptor that is not a memfd
+    /// sealed against shrinking.
+    #[error("refusing {object}: {reason}")]
+    Untrusted {
+        /// The name of the object, or which descriptor.
+        object: String,
+        /// What makes it untrusted.
+        reason: String,
+    },
     /// Every entry of this process's `SIGBUS` guard table is in use, so the object could not
     /// be mapped safely. A named object (or any object that is not a memfd sealed against
     /// shrinking) is only ever mapped under a guard that survives its truncation by a peer;

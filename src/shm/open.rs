@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::layout::{self, Header, INIT_WAIT};
 use super::peer::ProcessId;
-use super::segment::Segment;
+use super::segment::{self, Segment};
 use crate::error::OpenError;
 use crate::geometry::{Geometry, HEADER_SIZE, KindRules};
 use crate::storage::{Backing, EndpointStatus, Refused, Registry, Storage};
@@ -147,21 +147,49 @@ pub(crate) fn open<R: KindRules>(name: &str) -> Result<Mapped, OpenError> {
     validated::<R>(seg)
 }
 
+/// What [`open_fd`] asks of a descriptor before it maps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FdTrust {
+    /// Only a memfd sealed against shrinking: nobody can truncate it under us, whatever
+    /// other descriptors of it exist (`from_fd`).
+    SealedMemfd,
+    /// Any descriptor the caller vouches for (`from_fd_unchecked`). One that can be shrunk
+    /// is mapped under the `SIGBUS` guard, as a named object is.
+    Caller,
+}
+
 /// Maps and validates a ring object given by its fd (a memfd passed from another process).
-pub(crate) fn open_fd<R: KindRules>(fd: OwnedFd) -> Result<Mapped, OpenError> {
+pub(crate) fn open_fd<R: KindRules>(fd: OwnedFd, trust: FdTrust) -> Result<Mapped, OpenError> {
     refuse_under_model()?;
-    // A memfd must be sealed against shrinking, or whoever holds another fd to it could
-    // truncate it under us (SIGBUS). Other fds (EINVAL: not a memfd) cannot be sealed; like
-    // named objects, they rely on their permissions.
-    match rustix::fs::fcntl_get_seals(&fd) {
-        Ok(seals) if !seals.contains(rustix::fs::SealFlags::SHRINK) => {
-            return Err(OpenError::Incompatible(
-                "memfd is not sealed against shrinking (F_SEAL_SHRINK)",
-            ));
-        }
-        _ => {}
+    if trust == FdTrust::SealedMemfd {
+        check_sealed_memfd(&fd)?;
     }
     validated::<R>(Segment::from_owned_fd(fd, HEADER_SIZE)?)
+}
+
+/// Refuses a descriptor that is not a memfd sealed against shrinking: anyone holding another
+/// descriptor of it could truncate it under us, and only a seal rules that out.
+fn check_sealed_memfd(fd: &OwnedFd) -> Result<(), OpenError> {
+    use std::os::fd::AsRawFd;
+    let refuse = |reason: &str| {
+        Err(OpenError::Untrusted {
+            object: format!("file descriptor {}", fd.as_raw_fd()),
+            reason: reason.to_owned(),
+        })
+    };
+    match rustix::fs::fcntl_get_seals(fd) {
+        Ok(seals) if seals.contains(rustix::fs::SealFlags::SHRINK) => Ok(()),
+        Ok(_) => refuse(
+            "not sealed against shrinking (F_SEAL_SHRINK), so it could be truncated under the \
+             mapping; use from_fd_unchecked to accept it",
+        ),
+        // Only shmem files (memfds, tmpfs and named shm objects) know about seals.
+        Err(rustix::io::Errno::INVAL) => refuse(
+            "not a memfd, so it cannot be sealed against shrinking; use from_fd_unchecked to \
+             accept it",
+        ),
+        Err(e) => Err(segment::io_err("fcntl(F_GET_SEALS)", e)),
+    }
 }
 
 fn validated<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {

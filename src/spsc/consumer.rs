@@ -117,10 +117,64 @@ impl Consumer {
     /// Attaches as the consumer of a ring given by a file descriptor (see
     /// [`Producer::create_anonymous`](super::Producer::create_anonymous)).
     ///
+    /// Only a memfd sealed against shrinking (`F_SEAL_SHRINK`, as `create_anonymous` makes it)
+    /// is accepted: then no holder of another descriptor can truncate the ring under the
+    /// mapping. Any other descriptor (a named object's, an unsealed memfd's, a file's) is
+    /// refused; [`from_fd_unchecked`](Consumer::from_fd_unchecked) accepts it.
+    ///
+    /// # Errors
+    /// [`OpenError::Untrusted`] for a descriptor that is not a memfd sealed against
+    /// shrinking; otherwise as [`Producer::open`](super::Producer::open).
+    pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::SealedMemfd)?;
+        let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()))
+    }
+
+    /// Attaches as the consumer of a ring given by any descriptor of a shared-memory
+    /// object or file that maps as plain memory: a named object's, an unsealed memfd's, a
+    /// file's. [`from_fd`](Consumer::from_fd) accepts only sealed memfds.
+    ///
+    /// # Safety
+    /// `fd` must refer to plain memory: a POSIX shared-memory object, a memfd, or a regular
+    /// file (on tmpfs or a local file system). Not a device or other special file (`/dev/mem`,
+    /// a GPU or DMA buffer, a window on hardware registers): this function cannot tell such a
+    /// mapping from memory, and loads and stores to it may have effects beyond the bytes of the
+    /// ring, on memory this program does not own.
+    ///
+    /// Truncation is not part of this contract: an object that can be shrunk is mapped under
+    /// the `SIGBUS` guard, as a ring opened by name is, so a peer that truncates it makes the
+    /// handle report `Corrupted` ([`Corruption::is_truncation`](crate::Corruption::is_truncation))
+    /// instead of killing the process. That is also why [`from_fd`](Consumer::from_fd) can
+    /// refuse such descriptors without `unsafe`: the refusal is a default, not a safety rule.
+    ///
     /// # Errors
     /// As [`Producer::open`](super::Producer::open).
-    pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
-        let opened = shm::open_fd::<SpscRules>(fd)?;
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use shmring::{spsc, OpenError};
+    /// let name = format!("/shmring-doc-unchecked-consumer-{}", std::process::id());
+    /// let mut tx = spsc::Producer::create(&name, spsc::Config::default())?;
+    /// // A descriptor of the named object, as another process could pass it on.
+    /// let fd: OwnedFd = std::fs::OpenOptions::new()
+    ///     .read(true)
+    ///     .write(true)
+    ///     .open(format!("/dev/shm{name}"))?
+    ///     .into();
+    /// shmring::unlink(&name)?;
+    /// assert!(matches!(
+    ///     spsc::Consumer::from_fd(fd.try_clone()?),
+    ///     Err(OpenError::Untrusted { .. })
+    /// ));
+    /// // SAFETY: `fd` is a POSIX shared-memory object: plain memory.
+    /// let mut rx = unsafe { spsc::Consumer::from_fd_unchecked(fd) }?;
+    /// tx.send(b"hi")?;
+    /// assert_eq!(&*rx.recv()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Result<Consumer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::Caller)?;
         let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
         Ok(Consumer::new(ring, WaitStrategy::default()))
     }
