@@ -1,5 +1,6 @@
 //! What a ring refuses to trust unless asked to: descriptors that someone else could truncate
-//! (anything but a memfd sealed against shrinking).
+//! (anything but a memfd sealed against shrinking), names that are symbolic links, objects
+//! that other users own or may write.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use common::RingName;
-use shmring::{OpenError, RecvError, RecvTimeoutError, mpmc, spsc};
+use shmring::{OpenError, OpenOptions, RecvError, RecvTimeoutError, mpmc, spsc};
 
 /// The bytes of a valid SPSC ring whose producer (this process) is attached and whose
 /// consumer slot is free, and the producer itself (kept alive so the copy's producer entry
@@ -207,4 +208,148 @@ fn from_fd_unchecked_survives_truncation_of_an_unsealed_memfd() {
         Err(RecvError::Corrupted(c)) => assert!(c.is_truncation(), "{c}"),
         other => panic!("expected a truncation, got {:?}", other.map(|m| m.len())),
     }
+}
+
+// ---- Opening by name: symbolic links and other users' objects ----
+
+fn assert_untrusted_name<T: std::fmt::Debug>(r: Result<T, OpenError>, name: &RingName, why: &str) {
+    match r {
+        Err(OpenError::Untrusted { object, reason }) => {
+            assert_eq!(object, format!("{:?}", name.0));
+            assert!(reason.contains(why), "{reason}");
+        }
+        other => panic!("expected Untrusted ({why}), got {other:?}"),
+    }
+}
+
+fn set_mode(name: &RingName, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(name.dev_shm_path(), std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn allow_others() -> OpenOptions {
+    OpenOptions::default().allow_other_users(true)
+}
+
+#[test]
+fn a_symbolic_link_in_dev_shm_is_refused() {
+    let target = RingName::new("link-target");
+    let _tx = spsc::Producer::create(target.as_str(), spsc::Config::default()).unwrap();
+    let link = RingName::new("link");
+    std::os::unix::fs::symlink(target.dev_shm_path(), link.dev_shm_path()).unwrap();
+    assert_untrusted_name(spsc::Consumer::open(link.as_str()), &link, "symbolic link");
+    // Trusting other users does not make a link acceptable.
+    assert_untrusted_name(
+        spsc::Consumer::open_with(link.as_str(), allow_others()),
+        &link,
+        "symbolic link",
+    );
+    // The target itself opens.
+    spsc::Consumer::open(target.as_str()).unwrap();
+
+    let mtarget = RingName::new("mlink-target");
+    let _mrx = mpmc::Receiver::create(mtarget.as_str(), mpmc::Config::default()).unwrap();
+    let mlink = RingName::new("mlink");
+    std::os::unix::fs::symlink(mtarget.dev_shm_path(), mlink.dev_shm_path()).unwrap();
+    assert_untrusted_name(mpmc::Sender::open(mlink.as_str()), &mlink, "symbolic link");
+    assert_untrusted_name(
+        mpmc::Receiver::open_timeout(mlink.as_str(), Duration::from_millis(50)),
+        &mlink,
+        "symbolic link",
+    );
+    // Creating through a dangling link is refused too (O_EXCL), and creates nothing.
+    let dangling = RingName::new("dangling");
+    let nowhere = RingName::new("nowhere");
+    std::os::unix::fs::symlink(nowhere.dev_shm_path(), dangling.dev_shm_path()).unwrap();
+    assert!(matches!(
+        spsc::Producer::create(dangling.as_str(), spsc::Config::default()),
+        Err(OpenError::AlreadyExists(_))
+    ));
+    assert!(!std::path::Path::new(&nowhere.dev_shm_path()).exists());
+}
+
+#[test]
+fn an_object_writable_by_group_or_others_is_refused_unless_allowed() {
+    let name = RingName::new("mode");
+    let _tx = spsc::Producer::create(name.as_str(), spsc::Config::default()).unwrap();
+    for mode in [0o622, 0o620, 0o602, 0o666] {
+        set_mode(&name, mode);
+        assert_untrusted_name(
+            spsc::Consumer::open(name.as_str()),
+            &name,
+            &format!("mode {mode:04o}"),
+        );
+    }
+    // Readable by others is fine; only write access matters.
+    set_mode(&name, 0o644);
+    drop(spsc::Consumer::open(name.as_str()).unwrap());
+
+    let name = RingName::new("mode-allowed");
+    let mut tx2 = spsc::Producer::create(name.as_str(), spsc::Config::default()).unwrap();
+    set_mode(&name, 0o622);
+    let mut rx = spsc::Consumer::open_with(name.as_str(), allow_others()).unwrap();
+    tx2.send(b"allowed").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"allowed");
+
+    let mname = RingName::new("mmode");
+    let _mrx = mpmc::Receiver::create(mname.as_str(), mpmc::Config::default()).unwrap();
+    set_mode(&mname, 0o660);
+    assert_untrusted_name(mpmc::Sender::open(mname.as_str()), &mname, "mode 0660");
+    drop(mpmc::Sender::open_with(mname.as_str(), allow_others()).unwrap());
+}
+
+#[test]
+fn an_object_owned_by_another_user_is_refused_unless_allowed() {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: changing an object's owner needs root");
+        return;
+    }
+    let name = RingName::new("owner");
+    let mut rx = spsc::Consumer::create(name.as_str(), spsc::Config::default()).unwrap();
+    set_mode(&name, 0o666);
+    std::os::unix::fs::chown(name.dev_shm_path(), Some(65534), Some(65534)).unwrap();
+    assert_untrusted_name(
+        spsc::Producer::open(name.as_str()),
+        &name,
+        "owned by uid 65534",
+    );
+    let mut tx = spsc::Producer::open_with(name.as_str(), allow_others()).unwrap();
+    tx.send(b"from a foreign object").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"from a foreign object");
+    // A report attaches nothing and writes nothing: it looks at other users' rings.
+    assert_eq!(shmring::inspect(name.as_str()).unwrap().endpoints.len(), 2);
+
+    let mname = RingName::new("mowner");
+    let _mtx = mpmc::Sender::create(mname.as_str(), mpmc::Config::default()).unwrap();
+    std::os::unix::fs::chown(mname.dev_shm_path(), Some(65534), None).unwrap();
+    // Mode 0600, but not ours.
+    assert_untrusted_name(
+        mpmc::Receiver::open(mname.as_str()),
+        &mname,
+        "owned by uid 65534",
+    );
+    drop(mpmc::Receiver::open_with(mname.as_str(), allow_others()).unwrap());
+}
+
+#[test]
+fn an_object_that_is_not_a_regular_file_is_refused() {
+    let name = RingName::new("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        name.dev_shm_path().as_str(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    assert_untrusted_name(
+        spsc::Consumer::open(name.as_str()),
+        &name,
+        "not a regular file",
+    );
+    assert_untrusted_name(
+        mpmc::Receiver::open_with(name.as_str(), allow_others()),
+        &name,
+        "not a regular file",
+    );
 }

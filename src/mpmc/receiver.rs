@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_RECV};
+use crate::OpenOptions;
 use crate::config::MpmcConfig as Config;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::geometry::MpmcRules;
@@ -126,8 +127,29 @@ impl Receiver {
     /// }
     /// ```
     pub fn open(name: &str) -> Result<Receiver, OpenError> {
-        Ok(Receiver {
-            h: Handle::attach(shm::open::<MpmcRules>(name)?, Role::Receiver)?,
+        Receiver::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Receiver::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Receiver::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-receiver-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::mpmc::Receiver::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Receiver, OpenError> {
+        shm::open_with::<MpmcRules, _>(name, options.borrow(), |opened| {
+            Ok(Receiver {
+                h: Handle::attach(opened, Role::Receiver)?,
+            })
         })
     }
 
@@ -713,7 +735,7 @@ impl Receiver {
     /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
     /// ```
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Receiver, OpenError> {
-        shm::wait_until_found(timeout, || Receiver::open(name))
+        Receiver::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Closes this receiver. When it was the last receiver, sends fail with `Disconnected`

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_SEND};
+use crate::OpenOptions;
 use crate::config::MpmcConfig as Config;
 use crate::error::{
     ClaimError, CommitError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError,
@@ -118,7 +119,8 @@ impl Sender {
     /// Attaches a new sender to an existing named MPMC ring.
     ///
     /// # Errors
-    /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
+    /// [`OpenError`]: `NotFound`, `PermissionDenied`, `Untrusted` (a symbolic link, or an
+    /// object other users could write: see [`OpenOptions`]), a layout mismatch (`NotShmring`,
     /// `UnsupportedVersion`, `WrongKind`, `TooSmall`, `BadGeometry`, `StillInitialising`,
     /// `Poisoned`), `RegistryFull`, or `EndpointClosed` if every sender that was attached
     /// is gone (the senders' side is closed for good).
@@ -134,8 +136,29 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(name: &str) -> Result<Sender, OpenError> {
-        Ok(Sender {
-            h: Handle::attach(shm::open::<MpmcRules>(name)?, Role::Sender)?,
+        Sender::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Sender::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Sender::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-sender-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::mpmc::Sender::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Sender, OpenError> {
+        shm::open_with::<MpmcRules, _>(name, options.borrow(), |opened| {
+            Ok(Sender {
+                h: Handle::attach(opened, Role::Sender)?,
+            })
         })
     }
 
@@ -146,7 +169,7 @@ impl Sender {
     /// # Errors
     /// As [`open`](Sender::open); `NotFound` if the ring still does not exist at the deadline.
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Sender, OpenError> {
-        shm::wait_until_found(timeout, || Sender::open(name))
+        Sender::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Attaches a new sender to a ring given by a file descriptor (see

@@ -19,5 +19,5 @@ mod segment;
 mod sigbus;
 
 pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};
-pub(crate) use open::{FdTrust, Mapped, create, open, open_fd, wait_until_found};
+pub(crate) use open::{FdTrust, Mapped, create, open_fd, open_with};
 pub use segment::{MAX_NAME_LEN, unlink, validate_name};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::layout::{self, Header, INIT_WAIT};
 use super::peer::ProcessId;
 use super::segment::{self, Segment};
+use crate::config::OpenOptions;
 use crate::error::OpenError;
 use crate::geometry::{Geometry, HEADER_SIZE, KindRules};
 use crate::storage::{Backing, EndpointStatus, Refused, Registry, Storage};
@@ -140,11 +141,25 @@ pub(crate) fn create<R: KindRules>(
     Ok(mapped)
 }
 
-/// Opens a named ring object of kind `R` and validates it.
-pub(crate) fn open<R: KindRules>(name: &str) -> Result<Mapped, OpenError> {
+/// Opens a named ring object of kind `R` as `options` say and validates it (without waiting
+/// for it to be created: that is [`wait_until_found`]).
+pub(crate) fn open<R: KindRules>(name: &str, options: &OpenOptions) -> Result<Mapped, OpenError> {
     refuse_under_model()?;
-    let seg = wait_for_size(|| Segment::open(name, HEADER_SIZE))?;
+    let seg = wait_for_size(|| Segment::open(name, HEADER_SIZE, options.allow_other_users))?;
     validated::<R>(seg)
+}
+
+/// `open` as `options` say, waiting for the ring to be created if they ask to; `attach`
+/// then makes a handle of it.
+pub(crate) fn open_with<R: KindRules, H>(
+    name: &str,
+    options: &OpenOptions,
+    mut attach: impl FnMut(Mapped) -> Result<H, OpenError>,
+) -> Result<H, OpenError> {
+    match options.timeout {
+        None => attach(open::<R>(name, options)?),
+        Some(t) => wait_until_found(t, || attach(open::<R>(name, options)?)),
+    }
 }
 
 /// What [`open_fd`] asks of a descriptor before it maps it.

@@ -90,9 +90,58 @@ pub fn unlink(name: &str) -> Result<(), OpenError> {
     shm::unlink(name).map_err(|e| map_errno(e, name, "shm_unlink"))
 }
 
+/// `O_NOFOLLOW` for `shm_open`: the name must not be a symbolic link (glibc adds it itself;
+/// rustix's own implementation opens `/dev/shm/<name>` with the flags as given).
+fn nofollow() -> shm::OFlags {
+    shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
+}
+
+/// Refuses an object that is not a regular file, or (unless `allow_other_users`) that is
+/// owned by another user than `euid` or writable by its group or by others: any of them could
+/// truncate it or write into it.
+pub(crate) fn check_trusted(
+    name: &str,
+    st: &rustix::fs::Stat,
+    euid: u32,
+    allow_other_users: bool,
+) -> Result<(), OpenError> {
+    let refuse = |reason: String| {
+        Err(OpenError::Untrusted {
+            object: format!("{name:?}"),
+            reason,
+        })
+    };
+    let mode = st.st_mode;
+    if mode & libc::S_IFMT != libc::S_IFREG {
+        return refuse("not a regular file".to_owned());
+    }
+    if allow_other_users {
+        return Ok(());
+    }
+    if st.st_uid != euid {
+        return refuse(format!(
+            "owned by uid {}, not by this process's uid {euid} (see OpenOptions::allow_other_users)",
+            st.st_uid
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "mode {:04o} lets users other than its owner write it (see \
+             OpenOptions::allow_other_users)",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn map_errno(e: Errno, name: &str, context: &'static str) -> OpenError {
     match e {
         Errno::NOENT => OpenError::NotFound(name.to_owned()),
+        // O_NOFOLLOW met a symbolic link.
+        Errno::LOOP => OpenError::Untrusted {
+            object: format!("{name:?}"),
+            reason: "is a symbolic link".to_owned(),
+        },
         Errno::EXIST => OpenError::AlreadyExists(name.to_owned()),
         Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied(name.to_owned()),
         Errno::NAMETOOLONG | Errno::INVAL => OpenError::InvalidName {
@@ -128,7 +177,7 @@ impl Segment {
         validate_name(name)?;
         let fd = shm::open(
             name,
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | nofollow(),
             Mode::from_bits_truncate(mode),
         )
         .map_err(|e| map_errno(e, name, "shm_open"))?;
@@ -178,12 +227,24 @@ impl Segment {
         Ok(())
     }
 
-    /// Opens an existing named object and maps all of it, after checking it holds at least
-    /// `min_len` bytes.
-    pub(crate) fn open(name: &str, min_len: u64) -> Result<Segment, OpenError> {
+    /// Opens an existing named object and maps all of it, after checking that it is a
+    /// regular file (not a symbolic link: `O_NOFOLLOW`), that other users cannot write it
+    /// (unless `allow_other_users`) and that it holds at least `min_len` bytes.
+    pub(crate) fn open(
+        name: &str,
+        min_len: u64,
+        allow_other_users: bool,
+    ) -> Result<Segment, OpenError> {
         validate_name(name)?;
-        let fd = shm::open(name, shm::OFlags::RDWR, Mode::empty())
+        let fd = shm::open(name, shm::OFlags::RDWR | nofollow(), Mode::empty())
             .map_err(|e| map_errno(e, name, "shm_open"))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
+        check_trusted(
+            name,
+            &st,
+            rustix::process::geteuid().as_raw(),
+            allow_other_users,
+        )?;
         Self::from_owned_fd(fd, min_len)
     }
 

@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, producer_closed, record_size};
+use crate::OpenOptions;
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
@@ -109,9 +110,29 @@ impl Consumer {
     /// }
     /// ```
     pub fn open(name: &str) -> Result<Consumer, OpenError> {
-        let opened = shm::open::<SpscRules>(name)?;
-        let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
-        Ok(Consumer::new(ring, WaitStrategy::default()))
+        Consumer::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Consumer::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Consumer::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-consumer-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::spsc::Consumer::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Consumer, OpenError> {
+        shm::open_with::<SpscRules, _>(name, options.borrow(), |opened| {
+            let ring = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+            Ok(Consumer::new(ring, WaitStrategy::default()))
+        })
     }
 
     /// Attaches as the consumer of a ring given by a file descriptor (see
@@ -586,7 +607,7 @@ impl Consumer {
     /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
     /// ```
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer, OpenError> {
-        shm::wait_until_found(timeout, || Consumer::open(name))
+        Consumer::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Whether the producer has closed or died; messages may still be waiting. Looks at the

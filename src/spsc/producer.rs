@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, consumer_closed, record_size};
+use crate::OpenOptions;
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{
@@ -118,7 +119,8 @@ impl Producer {
     /// Opens the producer end of an existing named ring (created by [`Consumer::create`](super::Consumer::create)).
     ///
     /// # Errors
-    /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
+    /// [`OpenError`]: `NotFound`, `PermissionDenied`, `Untrusted` (a symbolic link, or an
+    /// object other users could write: see [`OpenOptions`]), a layout mismatch (`NotShmring`,
     /// `UnsupportedVersion`, `WrongKind`, `TooSmall`, `BadGeometry`, `StillInitialising`,
     /// `Poisoned`), or `EndpointTaken` / `EndpointClosed` if a producer already attached.
     ///
@@ -134,9 +136,29 @@ impl Producer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(name: &str) -> Result<Producer, OpenError> {
-        let opened = shm::open::<SpscRules>(name)?;
-        let ring = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
-        Ok(Producer::new(ring, WaitStrategy::default()))
+        Producer::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Producer::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Producer::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-producer-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::spsc::Producer::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Producer, OpenError> {
+        shm::open_with::<SpscRules, _>(name, options.borrow(), |opened| {
+            let ring = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+            Ok(Producer::new(ring, WaitStrategy::default()))
+        })
     }
 
     /// Opens the producer end of a named ring like [`open`](Producer::open), waiting up to
@@ -146,7 +168,7 @@ impl Producer {
     /// # Errors
     /// As [`open`](Producer::open); `NotFound` if the ring still does not exist at the deadline.
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Producer, OpenError> {
-        shm::wait_until_found(timeout, || Producer::open(name))
+        Producer::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Attaches as the producer of a ring given by a file descriptor, such as the memfd of an
