@@ -1,8 +1,9 @@
 //! Creating, opening and mapping ring objects: what the rings call, and what they get back
 //! ([`Mapped`]); the backing that keeps a mapping alive for the ring handles.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::layout::{self, Header, INIT_WAIT};
 use super::peer::ProcessId;
@@ -145,7 +146,7 @@ pub(crate) fn create<R: KindRules>(
 /// for it to be created: that is [`wait_until_found`]).
 pub(crate) fn open<R: KindRules>(name: &str, options: &OpenOptions) -> Result<Mapped, OpenError> {
     refuse_under_model()?;
-    let seg = wait_for_size(|| Segment::open(name, HEADER_SIZE, options.allow_other_users))?;
+    let seg = open_sized(name, options.allow_other_users)?;
     validated::<R>(seg)
 }
 
@@ -208,7 +209,7 @@ fn check_sealed_memfd(fd: &OwnedFd) -> Result<(), OpenError> {
 }
 
 fn validated<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {
-    let geometry = Header::validate::<R>(&seg)?;
+    let geometry = Header::validate::<R>(&seg, || creator_busy(&seg))?;
     Ok(Mapped {
         seg: Arc::new(seg),
         geometry,
@@ -235,21 +236,58 @@ pub(crate) fn wait_until_found<T>(
     }
 }
 
-/// Between `shm_open(O_CREAT)` and `ftruncate` a creator's object has size 0. An opener that
-/// finds an empty object waits (bounded) for it to be sized.
-fn wait_for_size(
-    mut open: impl FnMut() -> Result<Segment, OpenError>,
-) -> Result<Segment, OpenError> {
-    let started = std::time::Instant::now();
+/// Opens a named object and maps it once it has a size. Between `shm_open(O_CREAT)` and
+/// `ftruncate` a creator's object has size 0: an opener that finds an empty object waits
+/// (bounded) for it to be sized while its creator may be at work ([`creator_busy`]), and
+/// otherwise answers at once that it is too small (a stray object, not a ring).
+fn open_sized(name: &str, allow_other_users: bool) -> Result<Segment, OpenError> {
+    let started = Instant::now();
     loop {
-        match open() {
-            Err(OpenError::TooSmall { actual: 0, .. }) if started.elapsed() < INIT_WAIT => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Err(OpenError::TooSmall { actual: 0, .. }) => {
-                return Err(OpenError::StillInitialising(INIT_WAIT));
-            }
-            other => return other,
+        // Opened afresh each round: the name may now be another object.
+        let fd = Segment::open_object(name, allow_other_users)?;
+        let len = rustix::fs::fstat(&fd)
+            .map_err(|e| segment::io_err("fstat", e))?
+            .st_size;
+        if len != 0 {
+            return Segment::from_owned_fd(fd, HEADER_SIZE);
         }
+        if !creator_busy(&fd) {
+            return Err(OpenError::TooSmall {
+                actual: 0,
+                needed: HEADER_SIZE,
+            });
+        }
+        if started.elapsed() >= INIT_WAIT {
+            return Err(OpenError::StillInitialising(INIT_WAIT));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Whether the creator of an object may still be initialising it: then an empty object, or
+/// one whose header is still all zeros, is worth waiting for (bounded by
+/// [`INIT_WAIT`]); otherwise it is a stray and the opener answers `TooSmall` or `NotShmring`
+/// at once.
+///
+/// This is the one place that decides it, and the hook for the creation lock: once creators
+/// hold a lock while they initialise, probing that lock on `object` replaces the heuristic
+/// below. For now: whether the object was modified within the last [`INIT_WAIT`]. A creator
+/// sets the modification time when it creates the object (`shm_open(O_CREAT)`) and when it
+/// sizes it (`ftruncate`), its last steps before it writes the header through the mapping
+/// (which does not touch it). The change time is not used, since `chmod` and `chown` set it.
+/// A modification time in the future (a clock set back) counts as recent.
+pub(crate) fn creator_busy(object: impl AsFd) -> bool {
+    let modified = object
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .and_then(|m| m.modified());
+    match modified {
+        Ok(t) => SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < INIT_WAIT),
+        // Unknown: do not make anyone wait for it.
+        Err(_) => false,
     }
 }

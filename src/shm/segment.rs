@@ -227,14 +227,10 @@ impl Segment {
         Ok(())
     }
 
-    /// Opens an existing named object and maps all of it, after checking that it is a
-    /// regular file (not a symbolic link: `O_NOFOLLOW`), that other users cannot write it
-    /// (unless `allow_other_users`) and that it holds at least `min_len` bytes.
-    pub(crate) fn open(
-        name: &str,
-        min_len: u64,
-        allow_other_users: bool,
-    ) -> Result<Segment, OpenError> {
+    /// Opens an existing named object (without mapping it), after checking that it is a
+    /// regular file (not a symbolic link: `O_NOFOLLOW`) and that other users cannot write it
+    /// (unless `allow_other_users`). [`Segment::from_owned_fd`] maps it.
+    pub(crate) fn open_object(name: &str, allow_other_users: bool) -> Result<OwnedFd, OpenError> {
         validate_name(name)?;
         let fd = shm::open(name, shm::OFlags::RDWR | nofollow(), Mode::empty())
             .map_err(|e| map_errno(e, name, "shm_open"))?;
@@ -245,11 +241,12 @@ impl Segment {
             rustix::process::geteuid().as_raw(),
             allow_other_users,
         )?;
-        Self::from_owned_fd(fd, min_len)
+        Ok(fd)
     }
 
-    /// Maps an object given by an fd (e.g. a memfd received over a Unix socket or inherited
-    /// across `fork`/`exec`).
+    /// Maps all of an object given by an fd (a named object just opened, or e.g. a memfd
+    /// received over a Unix socket or inherited across `fork`/`exec`), after checking it holds
+    /// at least `min_len` bytes.
     pub(crate) fn from_owned_fd(fd: OwnedFd, min_len: u64) -> Result<Segment, OpenError> {
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
         let len = u64::try_from(st.st_size).unwrap_or(0);
@@ -361,6 +358,12 @@ pub(crate) fn io_err(context: &'static str, e: Errno) -> OpenError {
     OpenError::Io {
         context,
         source: e.into(),
+    }
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
