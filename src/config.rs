@@ -1,4 +1,5 @@
-//! Ring configuration: one builder per ring kind, whose setters say their units.
+//! Ring configuration: one builder per ring kind, whose setters say their units; and how to
+//! open a named ring.
 
 use crate::error::OpenError;
 use crate::geometry::{MAX_ENDPOINTS, SLOT_HEADER, check_mpmc, check_spsc, max_message_for};
@@ -183,4 +184,66 @@ fn check_mode(mode: u32) -> Result<(), OpenError> {
         )));
     }
     Ok(())
+}
+
+/// How the `open_with` calls of every handle ([`spsc::Producer::open_with`],
+/// [`spsc::Consumer::open_with`], [`mpmc::Sender::open_with`], [`mpmc::Receiver::open_with`])
+/// open a named ring. `open(name)` uses the default; `open_timeout(name, t)` the default with
+/// a [`timeout`](OpenOptions::timeout).
+///
+/// By default a ring is opened only if this process can trust it not to be truncated or
+/// rewritten by a third party: the object must be owned by this process's effective user and
+/// give no write permission to its group or to others (`mode & 0o022 == 0`), else opening
+/// fails with [`OpenError::Untrusted`]. [`allow_other_users`](OpenOptions::allow_other_users)
+/// lifts that. A name that is a symbolic link is always refused (`O_NOFOLLOW`), and so is an
+/// object that is not a regular file.
+///
+/// [`spsc::Producer::open_with`]: crate::spsc::Producer::open_with
+/// [`spsc::Consumer::open_with`]: crate::spsc::Consumer::open_with
+/// [`mpmc::Sender::open_with`]: crate::mpmc::Sender::open_with
+/// [`mpmc::Receiver::open_with`]: crate::mpmc::Receiver::open_with
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+/// use std::time::Duration;
+/// use shmring::{spsc, OpenOptions};
+/// let name = format!("/shmring-doc-open-with-{}", std::process::id());
+/// let _tx = spsc::Producer::create(&name, spsc::Config::default())?;
+/// // Made group-writable (as `Config::mode(0o660)` would with a umask that lets it through).
+/// let mode = std::fs::Permissions::from_mode(0o660);
+/// std::fs::set_permissions(format!("/dev/shm{name}"), mode)?;
+/// // Refused unless other users are trusted too.
+/// assert!(matches!(
+///     spsc::Consumer::open(&name),
+///     Err(shmring::OpenError::Untrusted { .. })
+/// ));
+/// let options = OpenOptions::default()
+///     .allow_other_users(true)
+///     .timeout(Duration::from_secs(1));
+/// let rx = spsc::Consumer::open_with(&name, options)?;
+/// shmring::unlink(&name)?;
+/// # drop(rx);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    pub(crate) allow_other_users: bool,
+    pub(crate) timeout: Option<std::time::Duration>,
+}
+
+impl OpenOptions {
+    /// Whether to open an object owned by another user, or that users other than its owner
+    /// may write (group or others write permission). Any of them can then truncate the ring
+    /// (survived: it is reported as corruption) or write garbage into it. Default: `false`.
+    pub fn allow_other_users(mut self, allow: bool) -> Self {
+        self.allow_other_users = allow;
+        self
+    }
+
+    /// How long to wait for the ring to be created if it does not exist yet (for a process
+    /// that may start before its peer). Default: not at all (`NotFound` at once).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
 }

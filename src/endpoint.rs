@@ -67,12 +67,26 @@ impl EndpointState {
     }
 
     /// Records corruption found in the ring: this handle reports it from now on, and the
-    /// ring is poisoned for later openers.
+    /// ring is poisoned for later openers. If the ring's object was truncated under the
+    /// mapping, that is what was found (the memory read zeros), and what is reported.
     #[cold]
     pub(crate) fn corrupt(&mut self, storage: &Storage, c: Corruption) -> Corruption {
+        let c = storage.truncation().unwrap_or(c);
         self.broken = Some(c);
         storage.poison();
         c
+    }
+
+    /// For the slow paths (after a wait, or when a non-blocking call found nothing to do):
+    /// whether the ring's object was truncated under the mapping. If so the handle is broken
+    /// from now on, as after any corruption, and this returns what to report. After a
+    /// truncation the ring reads zeros, which look like an empty ring with live peers: this
+    /// is what turns that into an error instead of a wait that never ends.
+    #[cold]
+    pub(crate) fn truncated(&mut self, storage: &Storage) -> Option<Corruption> {
+        let c = storage.truncation()?;
+        self.broken = Some(c);
+        Some(c)
     }
 
     /// Whether the owner of endpoint `slot` is known to be gone; looks (throttled) only for

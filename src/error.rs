@@ -27,7 +27,36 @@ impl Corruption {
     pub(crate) const fn new(what: &'static str, found: u64) -> Self {
         Corruption { what, found }
     }
+
+    /// The corruption of a ring whose shared-memory object was truncated under its mapping,
+    /// `len` being the object's size when the truncation was noticed.
+    pub(crate) const fn truncated(len: u64) -> Self {
+        Corruption::new(TRUNCATED, len)
+    }
+
+    /// Whether the ring's shared-memory object was truncated (shrunk by a process that could
+    /// open it) under this process's mapping. The process survived it (the mapping reads zeros
+    /// from then on) and the handle that reports it does not use the ring again; `found` is
+    /// the object's size in bytes when it was noticed.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
+    /// tx.send(b"fine")?;
+    /// match rx.recv() {
+    ///     Ok(msg) => assert_eq!(&*msg, b"fine"),
+    ///     Err(shmring::RecvError::Corrupted(c)) if c.is_truncation() => {
+    ///         eprintln!("a peer truncated the ring: {c}");
+    ///     }
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_truncation(&self) -> bool {
+        self.what == TRUNCATED
+    }
 }
+
+const TRUNCATED: &str = "shared-memory object truncated under the mapping; bytes left";
 
 macro_rules! debug_without_payload {
     ($ty:ident { $($variant:ident $(($($field:ident),*))? $({ $($named:ident),* })?),* $(,)? }) => {
@@ -355,6 +384,25 @@ pub enum OpenError {
     RegistryFull {
         /// Entries in the registry.
         capacity: usize,
+    },
+    /// The object is not one this process trusts by default (see the call's documentation
+    /// for why, and for the way to opt in): for example a descriptor that is not a memfd
+    /// sealed against shrinking.
+    #[error("refusing {object}: {reason}")]
+    Untrusted {
+        /// The name of the object, or which descriptor.
+        object: String,
+        /// What makes it untrusted.
+        reason: String,
+    },
+    /// Every entry of this process's `SIGBUS` guard table is in use, so the object could not
+    /// be mapped safely. A named object (or any object that is not a memfd sealed against
+    /// shrinking) is only ever mapped under a guard that survives its truncation by a peer;
+    /// each mapped ring takes one entry until its last handle is dropped.
+    #[error("all {limit} SIGBUS guard entries of this process are in use: too many rings mapped")]
+    TooManyMappings {
+        /// Entries in the guard table.
+        limit: usize,
     },
     /// Any other operating-system error, with its errno.
     #[error("{context}: {source}")]

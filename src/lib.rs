@@ -71,6 +71,7 @@ mod sync;
 pub mod mpmc;
 pub mod spsc;
 
+pub use config::OpenOptions;
 pub use error::{
     CommitError, Corruption, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,

@@ -14,6 +14,8 @@ use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use crate::error::Corruption;
+
 /// Role code of an SPSC producer or an MPMC sender in the endpoint table.
 pub(crate) const ROLE_PRODUCER: u32 = 1;
 /// Role code of an SPSC consumer or an MPMC receiver in the endpoint table.
@@ -103,6 +105,12 @@ pub(crate) trait Backing: fmt::Debug + Send + Sync {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+
+    /// Whether the shared object was truncated under the mapping (and the access that found
+    /// out was survived: the memory reads zeros from then on). Heap memory cannot be.
+    fn truncated(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps a ring's memory alive; cloned into every handle of the ring.
@@ -137,6 +145,23 @@ impl Storage {
         if let Some(r) = self.registry() {
             r.detach(slot);
         }
+    }
+
+    /// If the ring's shared object was truncated under the mapping: the corruption to report.
+    /// Cheap (one atomic load) unless it was; for the slow paths and corruption reports, not
+    /// for every message. A load that read a zero of the truncated memory is always followed
+    /// by a call of this that returns `Some`.
+    #[cold]
+    pub(crate) fn truncation(&self) -> Option<Corruption> {
+        if !self.0.truncated() {
+            return None;
+        }
+        let len = self
+            .0
+            .fd()
+            .and_then(|fd| rustix::fs::fstat(fd).ok())
+            .map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
+        Some(Corruption::truncated(len))
     }
 
     /// Marks the ring poisoned after corruption was found (shared rings only).

@@ -6,6 +6,7 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{RingName, patch};
 use shmring::{OpenError, spsc};
@@ -124,14 +125,95 @@ fn garbage_is_not_a_ring() {
     ));
 }
 
+/// Makes a raw object look old: nobody has touched it for an hour, so no creator is at work.
+fn backdate(name: &RingName) {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(name.dev_shm_path())
+        .unwrap();
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    f.set_modified(hour_ago).unwrap();
+}
+
 #[test]
-fn empty_object_is_still_initialising_after_a_bounded_wait() {
+fn a_fresh_empty_object_is_waited_for_then_too_small() {
+    // Just created: its creator may be about to size it, so the opener waits (bounded).
     let name = RingName::new("empty");
     raw_object(&name, &[]);
+    let started = Instant::now();
+    let r = spsc::Consumer::open(name.as_str());
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            r,
+            Err(OpenError::TooSmall { actual: 0, .. } | OpenError::StillInitialising(_))
+        ),
+        "{r:?}"
+    );
+    assert!(waited >= Duration::from_secs(1), "gave up after {waited:?}");
+}
+
+#[test]
+fn a_stray_empty_object_is_too_small_at_once() {
+    let name = RingName::new("stray-empty");
+    raw_object(&name, &[]);
+    backdate(&name);
+    let started = Instant::now();
+    let r = spsc::Consumer::open(name.as_str());
+    let took = started.elapsed();
+    println!("stray empty object answered in {took:?}");
+    match r {
+        Err(OpenError::TooSmall { actual, needed }) => {
+            assert_eq!(actual, 0);
+            assert_eq!(needed, 4096);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Generous: the answer needs no waiting at all (well under 200 ms on a quiet machine).
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let started = Instant::now();
     assert!(matches!(
-        spsc::Consumer::open(name.as_str()),
-        Err(OpenError::StillInitialising(_))
+        shmring::mpmc::Sender::open(name.as_str()),
+        Err(OpenError::TooSmall { actual: 0, .. })
     ));
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_stray_all_zero_object_is_not_a_ring_at_once() {
+    let name = RingName::new("stray-zeros");
+    raw_object(&name, &[0; 16384]);
+    backdate(&name);
+    let started = Instant::now();
+    let r = spsc::Consumer::open(name.as_str());
+    let took = started.elapsed();
+    println!("stray all-zero object answered in {took:?}");
+    assert!(matches!(r, Err(OpenError::NotShmring)), "{r:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let started = Instant::now();
+    assert!(matches!(
+        shmring::mpmc::Receiver::open(name.as_str()),
+        Err(OpenError::NotShmring)
+    ));
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_fresh_all_zero_object_is_waited_for_then_not_a_ring() {
+    // A creator that has sized the object but not yet written its header looks like this.
+    let name = RingName::new("fresh-zeros");
+    raw_object(&name, &[0; 16384]);
+    let started = Instant::now();
+    let r = spsc::Consumer::open(name.as_str());
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            r,
+            Err(OpenError::NotShmring | OpenError::StillInitialising(_))
+        ),
+        "{r:?}"
+    );
+    assert!(waited >= Duration::from_secs(1), "gave up after {waited:?}");
 }
 
 #[test]

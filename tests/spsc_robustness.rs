@@ -161,7 +161,7 @@ fn unsealed_memfd_is_refused() {
     let mut f = std::fs::File::from(fd);
     f.write_all(&bytes).unwrap();
     match spsc::Consumer::from_fd(f.into()) {
-        Err(OpenError::Incompatible(why)) => assert!(why.contains("sealed"), "{why}"),
+        Err(OpenError::Untrusted { reason, .. }) => assert!(reason.contains("sealed"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }

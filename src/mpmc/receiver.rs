@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_RECV};
+use crate::OpenOptions;
 use crate::config::MpmcConfig as Config;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::geometry::MpmcRules;
@@ -126,15 +127,42 @@ impl Receiver {
     /// }
     /// ```
     pub fn open(name: &str) -> Result<Receiver, OpenError> {
-        Ok(Receiver {
-            h: Handle::attach(shm::open::<MpmcRules>(name)?, Role::Receiver)?,
+        Receiver::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Receiver::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Receiver::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-receiver-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::mpmc::Receiver::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Receiver, OpenError> {
+        shm::open_with::<MpmcRules, _>(name, options.borrow(), |opened| {
+            Ok(Receiver {
+                h: Handle::attach(opened, Role::Receiver)?,
+            })
         })
     }
 
     /// Attaches a new receiver to a ring given by a file descriptor.
     ///
+    /// Only a memfd sealed against shrinking (`F_SEAL_SHRINK`, as `create_anonymous` makes it)
+    /// is accepted: then no holder of another descriptor can truncate the ring under the
+    /// mapping. Any other descriptor (a named object's, an unsealed memfd's, a file's) is
+    /// refused; [`from_fd_unchecked`](Receiver::from_fd_unchecked) accepts it.
+    ///
     /// # Errors
-    /// As [`Sender::open`](super::Sender::open).
+    /// [`OpenError::Untrusted`] for a descriptor that is not a memfd sealed against
+    /// shrinking; otherwise as [`Sender::open`](super::Sender::open).
     ///
     /// ```
     /// let (mut tx, fd) = shmring::mpmc::Sender::create_anonymous(shmring::mpmc::Config::default())?;
@@ -145,7 +173,61 @@ impl Receiver {
     /// ```
     pub fn from_fd(fd: OwnedFd) -> Result<Receiver, OpenError> {
         Ok(Receiver {
-            h: Handle::attach(shm::open_fd::<MpmcRules>(fd)?, Role::Receiver)?,
+            h: Handle::attach(
+                shm::open_fd::<MpmcRules>(fd, shm::FdTrust::SealedMemfd)?,
+                Role::Receiver,
+            )?,
+        })
+    }
+
+    /// Attaches a new receiver to a ring given by any descriptor of a shared-memory
+    /// object or file that maps as plain memory: a named object's, an unsealed memfd's, a
+    /// file's. [`from_fd`](Receiver::from_fd) accepts only sealed memfds.
+    ///
+    /// # Safety
+    /// `fd` must refer to plain memory: a POSIX shared-memory object, a memfd, or a regular
+    /// file (on tmpfs or a local file system). Not a device or other special file (`/dev/mem`,
+    /// a GPU or DMA buffer, a window on hardware registers): this function cannot tell such a
+    /// mapping from memory, and loads and stores to it may have effects beyond the bytes of the
+    /// ring, on memory this program does not own.
+    ///
+    /// Truncation is not part of this contract: an object that can be shrunk is mapped under
+    /// the `SIGBUS` guard, as a ring opened by name is, so a peer that truncates it makes the
+    /// handle report `Corrupted` ([`Corruption::is_truncation`](crate::Corruption::is_truncation))
+    /// instead of killing the process. That is also why [`from_fd`](Receiver::from_fd) can
+    /// refuse such descriptors without `unsafe`: the refusal is a default, not a safety rule.
+    ///
+    /// # Errors
+    /// As [`Sender::open`](super::Sender::open).
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use shmring::{mpmc, OpenError};
+    /// let name = format!("/shmring-doc-unchecked-receiver-{}", std::process::id());
+    /// let mut tx = mpmc::Sender::create(&name, mpmc::Config::default())?;
+    /// // A descriptor of the named object, as another process could pass it on.
+    /// let fd: OwnedFd = std::fs::OpenOptions::new()
+    ///     .read(true)
+    ///     .write(true)
+    ///     .open(format!("/dev/shm{name}"))?
+    ///     .into();
+    /// shmring::unlink(&name)?;
+    /// assert!(matches!(
+    ///     mpmc::Receiver::from_fd(fd.try_clone()?),
+    ///     Err(OpenError::Untrusted { .. })
+    /// ));
+    /// // SAFETY: `fd` is a POSIX shared-memory object: plain memory.
+    /// let mut rx = unsafe { mpmc::Receiver::from_fd_unchecked(fd) }?;
+    /// tx.send(b"hi")?;
+    /// assert_eq!(&*rx.recv()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Result<Receiver, OpenError> {
+        Ok(Receiver {
+            h: Handle::attach(
+                shm::open_fd::<MpmcRules>(fd, shm::FdTrust::Caller)?,
+                Role::Receiver,
+            )?,
         })
     }
 
@@ -521,7 +603,10 @@ impl Receiver {
             Poll::Ready(r) => r.map_err(Into::into),
             Poll::Pending => {
                 check_peers(&self.h.ring, &mut self.h.ep.throttle);
-                Err(TryRecvError::Empty)
+                match self.h.ep.truncated(&self.h.ring.storage) {
+                    Some(c) => Err(TryRecvError::Corrupted(c)),
+                    None => Err(TryRecvError::Empty),
+                }
             }
         }
     }
@@ -579,11 +664,18 @@ impl Receiver {
             || self.poll_msg(),
             || {
                 check_peers(&ring, &mut clock);
-                Poll::Pending
+                // Last: the peer check may be the access that finds a truncation.
+                match ring.storage.truncation() {
+                    Some(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.h.ep.stats = stats;
         self.h.ep.throttle = clock;
+        if let Some(c) = self.h.ep.truncated(&ring.storage) {
+            return Err(RecvTimeoutError::Corrupted(c));
+        }
         match result {
             Ok(r) => r.map_err(Into::into),
             Err(_) => Err(RecvTimeoutError::Timeout),
@@ -643,7 +735,7 @@ impl Receiver {
     /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
     /// ```
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Receiver, OpenError> {
-        shm::wait_until_found(timeout, || Receiver::open(name))
+        Receiver::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Closes this receiver. When it was the last receiver, sends fail with `Disconnected`

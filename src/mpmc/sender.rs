@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
 use super::ring::{MAX_INDEX, Role, SKIP, TAG_SEND};
+use crate::OpenOptions;
 use crate::config::MpmcConfig as Config;
 use crate::error::{
     ClaimError, CommitError, Corruption, OpenError, SendError, SendTimeoutError, TrySendError,
@@ -118,7 +119,8 @@ impl Sender {
     /// Attaches a new sender to an existing named MPMC ring.
     ///
     /// # Errors
-    /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
+    /// [`OpenError`]: `NotFound`, `PermissionDenied`, `Untrusted` (a symbolic link, or an
+    /// object other users could write: see [`OpenOptions`]), a layout mismatch (`NotShmring`,
     /// `UnsupportedVersion`, `WrongKind`, `TooSmall`, `BadGeometry`, `StillInitialising`,
     /// `Poisoned`), `RegistryFull`, or `EndpointClosed` if every sender that was attached
     /// is gone (the senders' side is closed for good).
@@ -134,8 +136,29 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(name: &str) -> Result<Sender, OpenError> {
-        Ok(Sender {
-            h: Handle::attach(shm::open::<MpmcRules>(name)?, Role::Sender)?,
+        Sender::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Sender::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Sender::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-sender-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::mpmc::Sender::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Sender, OpenError> {
+        shm::open_with::<MpmcRules, _>(name, options.borrow(), |opened| {
+            Ok(Sender {
+                h: Handle::attach(opened, Role::Sender)?,
+            })
         })
     }
 
@@ -146,14 +169,20 @@ impl Sender {
     /// # Errors
     /// As [`open`](Sender::open); `NotFound` if the ring still does not exist at the deadline.
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Sender, OpenError> {
-        shm::wait_until_found(timeout, || Sender::open(name))
+        Sender::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Attaches a new sender to a ring given by a file descriptor (see
     /// [`Sender::create_anonymous`]).
     ///
+    /// Only a memfd sealed against shrinking (`F_SEAL_SHRINK`, as `create_anonymous` makes it)
+    /// is accepted: then no holder of another descriptor can truncate the ring under the
+    /// mapping. Any other descriptor (a named object's, an unsealed memfd's, a file's) is
+    /// refused; [`from_fd_unchecked`](Sender::from_fd_unchecked) accepts it.
+    ///
     /// # Errors
-    /// As [`Sender::open`].
+    /// [`OpenError::Untrusted`] for a descriptor that is not a memfd sealed against
+    /// shrinking; otherwise as [`Sender::open`].
     ///
     /// ```
     /// use shmring::mpmc;
@@ -164,7 +193,61 @@ impl Sender {
     /// ```
     pub fn from_fd(fd: OwnedFd) -> Result<Sender, OpenError> {
         Ok(Sender {
-            h: Handle::attach(shm::open_fd::<MpmcRules>(fd)?, Role::Sender)?,
+            h: Handle::attach(
+                shm::open_fd::<MpmcRules>(fd, shm::FdTrust::SealedMemfd)?,
+                Role::Sender,
+            )?,
+        })
+    }
+
+    /// Attaches a new sender to a ring given by any descriptor of a shared-memory
+    /// object or file that maps as plain memory: a named object's, an unsealed memfd's, a
+    /// file's. [`from_fd`](Sender::from_fd) accepts only sealed memfds.
+    ///
+    /// # Safety
+    /// `fd` must refer to plain memory: a POSIX shared-memory object, a memfd, or a regular
+    /// file (on tmpfs or a local file system). Not a device or other special file (`/dev/mem`,
+    /// a GPU or DMA buffer, a window on hardware registers): this function cannot tell such a
+    /// mapping from memory, and loads and stores to it may have effects beyond the bytes of the
+    /// ring, on memory this program does not own.
+    ///
+    /// Truncation is not part of this contract: an object that can be shrunk is mapped under
+    /// the `SIGBUS` guard, as a ring opened by name is, so a peer that truncates it makes the
+    /// handle report `Corrupted` ([`Corruption::is_truncation`](crate::Corruption::is_truncation))
+    /// instead of killing the process. That is also why [`from_fd`](Sender::from_fd) can
+    /// refuse such descriptors without `unsafe`: the refusal is a default, not a safety rule.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use shmring::{mpmc, OpenError};
+    /// let name = format!("/shmring-doc-unchecked-sender-{}", std::process::id());
+    /// let mut rx = mpmc::Receiver::create(&name, mpmc::Config::default())?;
+    /// // A descriptor of the named object, as another process could pass it on.
+    /// let fd: OwnedFd = std::fs::OpenOptions::new()
+    ///     .read(true)
+    ///     .write(true)
+    ///     .open(format!("/dev/shm{name}"))?
+    ///     .into();
+    /// shmring::unlink(&name)?;
+    /// assert!(matches!(
+    ///     mpmc::Sender::from_fd(fd.try_clone()?),
+    ///     Err(OpenError::Untrusted { .. })
+    /// ));
+    /// // SAFETY: `fd` is a POSIX shared-memory object: plain memory.
+    /// let mut tx = unsafe { mpmc::Sender::from_fd_unchecked(fd) }?;
+    /// tx.send(b"hi")?;
+    /// assert_eq!(&*rx.recv()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Result<Sender, OpenError> {
+        Ok(Sender {
+            h: Handle::attach(
+                shm::open_fd::<MpmcRules>(fd, shm::FdTrust::Caller)?,
+                Role::Sender,
+            )?,
         })
     }
 
@@ -417,21 +500,33 @@ impl Sender {
             },
             || {
                 check_peers(&ring, &mut clock);
-                Poll::Pending
+                // Last: the peer check may be the access that finds a truncation.
+                match ring.storage.truncation() {
+                    Some(c) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.h.ep.stats = stats;
         self.h.ep.throttle = clock;
+        if let Some(c) = self.h.ep.truncated(&ring.storage) {
+            return Err(ClaimError::Corrupted(c));
+        }
         match result {
             Ok(r) => r,
             Err(_) => Err(ClaimError::Timeout),
         }
     }
 
-    /// The slow-path peer check after a `try_` call found the ring full.
+    /// The slow-path peer check after a `try_` call found the ring full; returns what to
+    /// report: `Full`, or `Corrupted` if the ring's object was truncated.
     #[cold]
-    pub(super) fn check_after_busy(&mut self) {
+    pub(super) fn check_after_busy(&mut self) -> ClaimError {
         check_peers(&self.h.ring, &mut self.h.ep.throttle);
+        match self.h.ep.truncated(&self.h.ring.storage) {
+            Some(c) => ClaimError::Corrupted(c),
+            None => ClaimError::Full,
+        }
     }
 
     /// Publishes the claimed position `pos` holding `len` payload bytes.
@@ -541,10 +636,7 @@ impl Sender {
                 self.write_and_publish(pos, msg);
                 Ok(())
             }
-            Err(NoSlot::Busy) => {
-                self.check_after_busy();
-                Err(TrySendError::Full(()))
-            }
+            Err(NoSlot::Busy) => Err(self.check_after_busy().into_try_send(())),
             Err(e) => Err(ClaimError::from(e).into_try_send(())),
         }
     }
@@ -618,10 +710,7 @@ impl Sender {
         self.check_size(len).map_err(|e| e.into_try_send(()))?;
         match self.try_claim() {
             Ok(pos) => Ok(self.grant(pos, len)),
-            Err(NoSlot::Busy) => {
-                self.check_after_busy();
-                Err(TrySendError::Full(()))
-            }
+            Err(NoSlot::Busy) => Err(self.check_after_busy().into_try_send(())),
             Err(e) => Err(ClaimError::from(e).into_try_send(())),
         }
     }

@@ -84,8 +84,10 @@ pub struct RingInfo {
 pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
     // Validates with the rules of the kind the header names; an unknown kind is refused
     // by the SPSC rules with `WrongKind`.
-    let mapped = match super::open::open::<SpscRules>(name) {
-        Err(OpenError::WrongKind { .. }) => super::open::open::<MpmcRules>(name)?,
+    // A report writes nothing and attaches nothing: other users' rings may be looked at.
+    let options = crate::OpenOptions::default().allow_other_users(true);
+    let mapped = match super::open::open::<SpscRules>(name, &options) {
+        Err(OpenError::WrongKind { .. }) => super::open::open::<MpmcRules>(name, &options)?,
         r => r?,
     };
     let g = mapped.geometry;

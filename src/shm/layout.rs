@@ -176,7 +176,12 @@ impl Header {
     }
 
     /// Validates a mapped segment as a ring of kind `R` and returns its geometry.
-    pub(crate) fn validate<R: KindRules>(seg: &Segment) -> Result<Geometry, OpenError> {
+    /// `creator_busy` says whether a header still all zeros may yet be written by its creator
+    /// (worth waiting for) or belongs to a stray object (`NotShmring` at once).
+    pub(crate) fn validate<R: KindRules>(
+        seg: &Segment,
+        creator_busy: impl Fn() -> bool,
+    ) -> Result<Geometry, OpenError> {
         let h = Header::of(seg);
         let started = Instant::now();
         loop {
@@ -185,6 +190,7 @@ impl Header {
             match (magic, state) {
                 (MAGIC, STATE_READY) => break,
                 (MAGIC, STATE_POISONED) => return Err(OpenError::Poisoned),
+                (0, STATE_INITIALISING) if !creator_busy() => return Err(OpenError::NotShmring),
                 (MAGIC | 0, STATE_INITIALISING) => {
                     if started.elapsed() >= INIT_WAIT {
                         return Err(OpenError::StillInitialising(INIT_WAIT));

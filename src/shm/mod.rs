@@ -15,9 +15,8 @@ mod lock;
 mod open;
 mod peer;
 mod segment;
-#[allow(dead_code)] // wired in by the truncation work
 mod sigbus;
 
 pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};
-pub(crate) use open::{Mapped, create, open, open_fd, wait_until_found};
+pub(crate) use open::{FdTrust, Mapped, create, open_fd, open_with};
 pub use segment::{MAX_NAME_LEN, unlink, validate_name};

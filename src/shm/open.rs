@@ -1,14 +1,16 @@
 //! Creating, opening and mapping ring objects: what the rings call, and what they get back
 //! ([`Mapped`]); the backing that keeps a mapping alive for the ring handles.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::endpoints::OwnedDescription;
 use super::layout::{self, Header, INIT_WAIT};
 use super::lock;
 use super::peer::ProcessId;
-use super::segment::Segment;
+use super::segment::{self, Segment};
+use crate::config::OpenOptions;
 use crate::error::OpenError;
 use crate::geometry::{Geometry, HEADER_SIZE, KindRules};
 use crate::storage::{Backing, EndpointStatus, Presence, Refused, Registry, Storage};
@@ -64,6 +66,10 @@ impl Backing for Shared {
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.0.fd())
+    }
+
+    fn truncated(&self) -> bool {
+        self.0.poisoned()
     }
 }
 
@@ -159,32 +165,74 @@ pub(crate) fn create<R: KindRules>(
     Ok((mapped, presence))
 }
 
-/// Opens a named ring object of kind `R` and validates it.
-pub(crate) fn open<R: KindRules>(name: &str) -> Result<Mapped, OpenError> {
+/// Opens a named ring object of kind `R` as `options` say and validates it (without waiting
+/// for it to be created: that is [`wait_until_found`]).
+pub(crate) fn open<R: KindRules>(name: &str, options: &OpenOptions) -> Result<Mapped, OpenError> {
     refuse_under_model()?;
-    let seg = wait_for_size(|| Segment::open(name, HEADER_SIZE))?;
+    let seg = open_sized(name, options.allow_other_users)?;
     validated::<R>(seg)
 }
 
+/// `open` as `options` say, waiting for the ring to be created if they ask to; `attach`
+/// then makes a handle of it.
+pub(crate) fn open_with<R: KindRules, H>(
+    name: &str,
+    options: &OpenOptions,
+    mut attach: impl FnMut(Mapped) -> Result<H, OpenError>,
+) -> Result<H, OpenError> {
+    match options.timeout {
+        None => attach(open::<R>(name, options)?),
+        Some(t) => wait_until_found(t, || attach(open::<R>(name, options)?)),
+    }
+}
+
+/// What [`open_fd`] asks of a descriptor before it maps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FdTrust {
+    /// Only a memfd sealed against shrinking: nobody can truncate it under us, whatever
+    /// other descriptors of it exist (`from_fd`).
+    SealedMemfd,
+    /// Any descriptor the caller vouches for (`from_fd_unchecked`). One that can be shrunk
+    /// is mapped under the `SIGBUS` guard, as a named object is.
+    Caller,
+}
+
 /// Maps and validates a ring object given by its fd (a memfd passed from another process).
-pub(crate) fn open_fd<R: KindRules>(fd: OwnedFd) -> Result<Mapped, OpenError> {
+pub(crate) fn open_fd<R: KindRules>(fd: OwnedFd, trust: FdTrust) -> Result<Mapped, OpenError> {
     refuse_under_model()?;
-    // A memfd must be sealed against shrinking, or whoever holds another fd to it could
-    // truncate it under us (SIGBUS). Other fds (EINVAL: not a memfd) cannot be sealed; like
-    // named objects, they rely on their permissions.
-    match rustix::fs::fcntl_get_seals(&fd) {
-        Ok(seals) if !seals.contains(rustix::fs::SealFlags::SHRINK) => {
-            return Err(OpenError::Incompatible(
-                "memfd is not sealed against shrinking (F_SEAL_SHRINK)",
-            ));
-        }
-        _ => {}
+    if trust == FdTrust::SealedMemfd {
+        check_sealed_memfd(&fd)?;
     }
     validated::<R>(Segment::from_owned_fd(fd, HEADER_SIZE)?)
 }
 
+/// Refuses a descriptor that is not a memfd sealed against shrinking: anyone holding another
+/// descriptor of it could truncate it under us, and only a seal rules that out.
+fn check_sealed_memfd(fd: &OwnedFd) -> Result<(), OpenError> {
+    use std::os::fd::AsRawFd;
+    let refuse = |reason: &str| {
+        Err(OpenError::Untrusted {
+            object: format!("file descriptor {}", fd.as_raw_fd()),
+            reason: reason.to_owned(),
+        })
+    };
+    match rustix::fs::fcntl_get_seals(fd) {
+        Ok(seals) if seals.contains(rustix::fs::SealFlags::SHRINK) => Ok(()),
+        Ok(_) => refuse(
+            "not sealed against shrinking (F_SEAL_SHRINK), so it could be truncated under the \
+             mapping; use from_fd_unchecked to accept it",
+        ),
+        // Only shmem files (memfds, tmpfs and named shm objects) know about seals.
+        Err(rustix::io::Errno::INVAL) => refuse(
+            "not a memfd, so it cannot be sealed against shrinking; use from_fd_unchecked to \
+             accept it",
+        ),
+        Err(e) => Err(segment::io_err("fcntl(F_GET_SEALS)", e)),
+    }
+}
+
 fn validated<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {
-    let geometry = Header::validate::<R>(&seg)?;
+    let geometry = Header::validate::<R>(&seg, || creator_busy(&seg))?;
     Ok(Mapped {
         seg: Arc::new(seg),
         geometry,
@@ -211,21 +259,58 @@ pub(crate) fn wait_until_found<T>(
     }
 }
 
-/// Between `shm_open(O_CREAT)` and `ftruncate` a creator's object has size 0. An opener that
-/// finds an empty object waits (bounded) for it to be sized.
-fn wait_for_size(
-    mut open: impl FnMut() -> Result<Segment, OpenError>,
-) -> Result<Segment, OpenError> {
-    let started = std::time::Instant::now();
+/// Opens a named object and maps it once it has a size. Between `shm_open(O_CREAT)` and
+/// `ftruncate` a creator's object has size 0: an opener that finds an empty object waits
+/// (bounded) for it to be sized while its creator may be at work ([`creator_busy`]), and
+/// otherwise answers at once that it is too small (a stray object, not a ring).
+fn open_sized(name: &str, allow_other_users: bool) -> Result<Segment, OpenError> {
+    let started = Instant::now();
     loop {
-        match open() {
-            Err(OpenError::TooSmall { actual: 0, .. }) if started.elapsed() < INIT_WAIT => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Err(OpenError::TooSmall { actual: 0, .. }) => {
-                return Err(OpenError::StillInitialising(INIT_WAIT));
-            }
-            other => return other,
+        // Opened afresh each round: the name may now be another object.
+        let fd = Segment::open_object(name, allow_other_users)?;
+        let len = rustix::fs::fstat(&fd)
+            .map_err(|e| segment::io_err("fstat", e))?
+            .st_size;
+        if len != 0 {
+            return Segment::from_owned_fd(fd, HEADER_SIZE).map(|seg| seg.with_name(name));
         }
+        if !creator_busy(&fd) {
+            return Err(OpenError::TooSmall {
+                actual: 0,
+                needed: HEADER_SIZE,
+            });
+        }
+        if started.elapsed() >= INIT_WAIT {
+            return Err(OpenError::StillInitialising(INIT_WAIT));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Whether the creator of an object may still be initialising it: then an empty object, or
+/// one whose header is still all zeros, is worth waiting for (bounded by
+/// [`INIT_WAIT`]); otherwise it is a stray and the opener answers `TooSmall` or `NotShmring`
+/// at once.
+///
+/// This is the one place that decides it, and the hook for the creation lock: once creators
+/// hold a lock while they initialise, probing that lock on `object` replaces the heuristic
+/// below. For now: whether the object was modified within the last [`INIT_WAIT`]. A creator
+/// sets the modification time when it creates the object (`shm_open(O_CREAT)`) and when it
+/// sizes it (`ftruncate`), its last steps before it writes the header through the mapping
+/// (which does not touch it). The change time is not used, since `chmod` and `chown` set it.
+/// A modification time in the future (a clock set back) counts as recent.
+pub(crate) fn creator_busy(object: impl AsFd) -> bool {
+    let modified = object
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .and_then(|m| m.modified());
+    match modified {
+        Ok(t) => SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < INIT_WAIT),
+        // Unknown: do not make anyone wait for it.
+        Err(_) => false,
     }
 }

@@ -6,9 +6,15 @@
 //! - Creating reserves the memory with `fallocate`, so a full `/dev/shm` is an `ENOSPC` error
 //!   at creation instead of a `SIGBUS` on first touch.
 //! - Opening checks the object's real size (`fstat`) before mapping anything.
-//! - memfd objects are sealed against shrinking and growing, so no process holding the fd can
-//!   truncate the ring under another one. (Named POSIX objects cannot be sealed: any process
-//!   allowed to open one read-write can also truncate it; keep the mode at 0600.)
+//! - memfd objects are sealed against shrinking and growing before they are mapped, so no
+//!   process holding the fd can truncate the ring under another one.
+//! - Every other mapping (a named object, or an fd that is not a memfd sealed against
+//!   shrinking) is registered with the `SIGBUS` guard ([`sigbus`](super::sigbus)) for its whole
+//!   range before anything touches it. Named POSIX objects cannot be sealed: any process
+//!   allowed to open one read-write can truncate it, and our next access past the new end
+//!   would raise `SIGBUS`. Under the guard it reads zeros instead and [`Segment::poisoned`]
+//!   says so; the rings then report the ring as corrupted. If the guard's table is full the
+//!   object is not mapped at all ([`OpenError::TooManyMappings`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
@@ -18,6 +24,7 @@ use rustix::fs::{FallocateFlags, MemfdFlags, Mode, SealFlags};
 use rustix::io::Errno;
 use rustix::shm;
 
+use super::sigbus;
 use crate::error::OpenError;
 
 /// Longest name accepted, leading '/' included (`NAME_MAX`).
@@ -83,9 +90,58 @@ pub fn unlink(name: &str) -> Result<(), OpenError> {
     shm::unlink(name).map_err(|e| map_errno(e, name, "shm_unlink"))
 }
 
+/// `O_NOFOLLOW` for `shm_open`: the name must not be a symbolic link (glibc adds it itself;
+/// rustix's own implementation opens `/dev/shm/<name>` with the flags as given).
+fn nofollow() -> shm::OFlags {
+    shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
+}
+
+/// Refuses an object that is not a regular file, or (unless `allow_other_users`) that is
+/// owned by another user than `euid` or writable by its group or by others: any of them could
+/// truncate it or write into it.
+pub(crate) fn check_trusted(
+    name: &str,
+    st: &rustix::fs::Stat,
+    euid: u32,
+    allow_other_users: bool,
+) -> Result<(), OpenError> {
+    let refuse = |reason: String| {
+        Err(OpenError::Untrusted {
+            object: format!("{name:?}"),
+            reason,
+        })
+    };
+    let mode = st.st_mode;
+    if mode & libc::S_IFMT != libc::S_IFREG {
+        return refuse("not a regular file".to_owned());
+    }
+    if allow_other_users {
+        return Ok(());
+    }
+    if st.st_uid != euid {
+        return refuse(format!(
+            "owned by uid {}, not by this process's uid {euid} (see OpenOptions::allow_other_users)",
+            st.st_uid
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "mode {:04o} lets users other than its owner write it (see \
+             OpenOptions::allow_other_users)",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn map_errno(e: Errno, name: &str, context: &'static str) -> OpenError {
     match e {
         Errno::NOENT => OpenError::NotFound(name.to_owned()),
+        // O_NOFOLLOW met a symbolic link.
+        Errno::LOOP => OpenError::Untrusted {
+            object: format!("{name:?}"),
+            reason: "is a symbolic link".to_owned(),
+        },
         Errno::EXIST => OpenError::AlreadyExists(name.to_owned()),
         Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied(name.to_owned()),
         Errno::NAMETOOLONG | Errno::INVAL => OpenError::InvalidName {
@@ -100,9 +156,13 @@ pub(crate) fn map_errno(e: Errno, name: &str, context: &'static str) -> OpenErro
 }
 
 /// A mapped shared-memory object. Unmapped (and the fd closed) on drop; a named object's name
-/// is removed only by [`unlink`] or [`Segment::unlink_on_drop`].
+/// is removed only by [`unlink`].
 #[derive(Debug)]
 pub(crate) struct Segment {
+    /// The `SIGBUS` guard of the whole mapping, for objects that can be truncated under us
+    /// (`None` for a memfd sealed against shrinking). Declared before `_map` so that it is
+    /// dropped (unregistered) before the mapping is unmapped, as the guard requires.
+    guard: Option<sigbus::Guard>,
     /// Keeps the mapping alive (unmapped on drop); accessed through `base`.
     _map: MmapRaw,
     base: NonNull<u8>,
@@ -119,7 +179,7 @@ impl Segment {
         validate_name(name)?;
         let fd = shm::open(
             name,
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | nofollow(),
             Mode::from_bits_truncate(mode),
         )
         .map_err(|e| map_errno(e, name, "shm_open"))?;
@@ -131,27 +191,31 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Creates an anonymous object on a memfd, sealed against resizing.
+    /// Creates an anonymous object on a memfd, sealed against resizing before it is mapped
+    /// (so its mapping needs no `SIGBUS` guard).
     pub(crate) fn create_anonymous(len: u64) -> Result<Segment, OpenError> {
         let fd =
             rustix::fs::memfd_create("shmring", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
                 .map_err(|e| io_err("memfd_create", e))?;
-        let seg = Self::size_and_map(fd, len)?;
-        rustix::fs::fcntl_add_seals(
-            &seg.fd,
-            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-        )
-        .map_err(|e| io_err("fcntl(F_ADD_SEALS)", e))?;
-        Ok(seg)
+        Self::size(&fd, len)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+            .map_err(|e| io_err("fcntl(F_ADD_SEALS)", e))?;
+        Self::map(fd, len)
     }
 
     fn size_and_map(fd: OwnedFd, len: u64) -> Result<Segment, OpenError> {
-        rustix::fs::ftruncate(&fd, len).map_err(|e| match e {
+        Self::size(&fd, len)?;
+        Self::map(fd, len)
+    }
+
+    /// Sizes a new object and reserves its memory.
+    fn size(fd: &OwnedFd, len: u64) -> Result<(), OpenError> {
+        rustix::fs::ftruncate(fd, len).map_err(|e| match e {
             Errno::FBIG | Errno::NOSPC => OpenError::NoSpace { bytes: len },
             e => io_err("ftruncate", e),
         })?;
         let reserved = loop {
-            match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
+            match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, len) {
                 Err(Errno::INTR) => continue,
                 r => break r,
             }
@@ -163,22 +227,29 @@ impl Segment {
             Err(Errno::OPNOTSUPP) => {}
             Err(e) => return Err(io_err("fallocate", e)),
         }
-        Self::map(fd, len)
+        Ok(())
     }
 
-    /// Opens an existing named object and maps all of it, after checking it holds at least
-    /// `min_len` bytes.
-    pub(crate) fn open(name: &str, min_len: u64) -> Result<Segment, OpenError> {
+    /// Opens an existing named object (without mapping it), after checking that it is a
+    /// regular file (not a symbolic link: `O_NOFOLLOW`) and that other users cannot write it
+    /// (unless `allow_other_users`). [`Segment::from_owned_fd`] maps it.
+    pub(crate) fn open_object(name: &str, allow_other_users: bool) -> Result<OwnedFd, OpenError> {
         validate_name(name)?;
-        let fd = shm::open(name, shm::OFlags::RDWR, Mode::empty())
+        let fd = shm::open(name, shm::OFlags::RDWR | nofollow(), Mode::empty())
             .map_err(|e| map_errno(e, name, "shm_open"))?;
-        let mut seg = Self::from_owned_fd(fd, min_len)?;
-        seg.name = Some(name.to_owned());
-        Ok(seg)
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
+        check_trusted(
+            name,
+            &st,
+            rustix::process::geteuid().as_raw(),
+            allow_other_users,
+        )?;
+        Ok(fd)
     }
 
-    /// Maps an object given by an fd (e.g. a memfd received over a Unix socket or inherited
-    /// across `fork`/`exec`).
+    /// Maps all of an object given by an fd (a named object just opened, or e.g. a memfd
+    /// received over a Unix socket or inherited across `fork`/`exec`), after checking it holds
+    /// at least `min_len` bytes.
     pub(crate) fn from_owned_fd(fd: OwnedFd, min_len: u64) -> Result<Segment, OpenError> {
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
         let len = u64::try_from(st.st_size).unwrap_or(0);
@@ -214,7 +285,27 @@ impl Segment {
             context: "mmap",
             source: std::io::Error::other("null mapping"),
         })?;
+        let guard = if can_shrink(&fd) {
+            // SAFETY: the range is exactly the mapping just made, which the segment owns and
+            // unmaps only after dropping the guard (field order), and nothing has accessed it
+            // yet. The rings reach it through raw pointers and atomics, and read the bytes of
+            // a message in place as they read bytes a peer may rewrite at any time; they check
+            // `poisoned` on their slow paths and whenever they find corruption (the contents
+            // then count as garbage, as the guard's contract asks).
+            match unsafe { sigbus::Guard::register(base.as_ptr(), map_len) } {
+                Ok(guard) => Some(guard),
+                // Never map a truncatable object without the guard.
+                Err(sigbus::Full) => {
+                    return Err(OpenError::TooManyMappings {
+                        limit: sigbus::CAPACITY,
+                    });
+                }
+            }
+        } else {
+            None
+        };
         Ok(Segment {
+            guard,
             _map: map,
             base,
             fd,
@@ -233,6 +324,12 @@ impl Segment {
         self.len
     }
 
+    /// The same mapping, knowing the name it was opened by.
+    pub(crate) fn with_name(mut self, name: &str) -> Segment {
+        self.name = Some(name.to_owned());
+        self
+    }
+
     /// The object's name, for named objects.
     pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -242,6 +339,26 @@ impl Segment {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// Whether the object was truncated under the mapping and an access past its new end was
+    /// survived: the whole mapping now reads zeros and its writes reach no one. Never goes
+    /// back to `false`. A load that read such a zero is always followed by a call of this
+    /// that returns `true`.
+    pub(crate) fn poisoned(&self) -> bool {
+        self.guard.as_ref().is_some_and(sigbus::Guard::poisoned)
+    }
+}
+
+/// Whether someone holding (or opening) the object could shrink it under our mapping: true
+/// for every object except a memfd sealed against shrinking (`F_SEAL_SHRINK`). Named POSIX
+/// objects report only `F_SEAL_SEAL` (they cannot be sealed); regular files and other fds
+/// that are not shmem fail with `EINVAL`.
+fn can_shrink(fd: &OwnedFd) -> bool {
+    // The switch of the mutant check that shows the guard is what keeps truncation survivable.
+    if cfg!(shmring_mutant = "no_sigbus_guard") {
+        return false;
+    }
+    !rustix::fs::fcntl_get_seals(fd).is_ok_and(|seals| seals.contains(SealFlags::SHRINK))
 }
 
 struct UnlinkOnError<'a>(&'a str);
@@ -256,6 +373,12 @@ pub(crate) fn io_err(context: &'static str, e: Errno) -> OpenError {
     OpenError::Io {
         context,
         source: e.into(),
+    }
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -447,3 +447,34 @@ fn sigbus_foreign_fault_chains_to_previous_plain_handler() {
     let handler = foreign_plain_handler as extern "C" fn(c_int);
     check_chaining(handler as usize, 0, false);
 }
+
+#[test]
+fn sigbus_full_table_refuses_to_map_a_truncatable_object() {
+    use crate::error::OpenError;
+    use crate::shm::segment::Segment;
+
+    let _lock = lock_table();
+    let page = page();
+    let base = |i: usize| std::ptr::without_provenance_mut::<u8>((0x3000 + i) * page);
+    let all: Vec<Guard> = (0..CAPACITY - occupied_entries())
+        // SAFETY: fake addresses, never accessed.
+        .map(|i| unsafe { Guard::register(base(i), page) }.expect("entry free"))
+        .collect();
+    let name = format!("/shmring-sigbus-full-{}", std::process::id());
+    match Segment::create(&name, 3 * page as u64, 0o600) {
+        Err(OpenError::TooManyMappings { limit }) => assert_eq!(limit, CAPACITY),
+        other => panic!("expected TooManyMappings, got {other:?}"),
+    }
+    // The half-made object was removed.
+    assert_eq!(shm::unlink(name.as_str()), Err(rustix::io::Errno::NOENT));
+    // A sealed memfd cannot shrink: it needs no guard, and maps.
+    let sealed = Segment::create_anonymous(3 * page as u64).expect("sealed memfd");
+    assert!(!sealed.poisoned());
+    drop(all);
+    // With a free entry the named object maps, guarded.
+    let seg = Segment::create(&name, 3 * page as u64, 0o600).expect("create");
+    let _ = shm::unlink(name.as_str());
+    assert_eq!(occupied_entries(), 1);
+    drop(seg);
+    assert_eq!(occupied_entries(), 0);
+}

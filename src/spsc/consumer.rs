@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, producer_closed, record_size};
+use crate::OpenOptions;
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
@@ -110,18 +111,92 @@ impl Consumer {
     /// }
     /// ```
     pub fn open(name: &str) -> Result<Consumer, OpenError> {
-        let opened = shm::open::<SpscRules>(name)?;
-        let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
-        Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        Consumer::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Consumer::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Consumer::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-consumer-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::spsc::Consumer::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Consumer, OpenError> {
+        shm::open_with::<SpscRules, _>(name, options.borrow(), |opened| {
+            let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+            Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        })
     }
 
     /// Attaches as the consumer of a ring given by a file descriptor (see
     /// [`Producer::create_anonymous`](super::Producer::create_anonymous)).
     ///
+    /// Only a memfd sealed against shrinking (`F_SEAL_SHRINK`, as `create_anonymous` makes it)
+    /// is accepted: then no holder of another descriptor can truncate the ring under the
+    /// mapping. Any other descriptor (a named object's, an unsealed memfd's, a file's) is
+    /// refused; [`from_fd_unchecked`](Consumer::from_fd_unchecked) accepts it.
+    ///
+    /// # Errors
+    /// [`OpenError::Untrusted`] for a descriptor that is not a memfd sealed against
+    /// shrinking; otherwise as [`Producer::open`](super::Producer::open).
+    pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::SealedMemfd)?;
+        let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
+        Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+    }
+
+    /// Attaches as the consumer of a ring given by any descriptor of a shared-memory
+    /// object or file that maps as plain memory: a named object's, an unsealed memfd's, a
+    /// file's. [`from_fd`](Consumer::from_fd) accepts only sealed memfds.
+    ///
+    /// # Safety
+    /// `fd` must refer to plain memory: a POSIX shared-memory object, a memfd, or a regular
+    /// file (on tmpfs or a local file system). Not a device or other special file (`/dev/mem`,
+    /// a GPU or DMA buffer, a window on hardware registers): this function cannot tell such a
+    /// mapping from memory, and loads and stores to it may have effects beyond the bytes of the
+    /// ring, on memory this program does not own.
+    ///
+    /// Truncation is not part of this contract: an object that can be shrunk is mapped under
+    /// the `SIGBUS` guard, as a ring opened by name is, so a peer that truncates it makes the
+    /// handle report `Corrupted` ([`Corruption::is_truncation`](crate::Corruption::is_truncation))
+    /// instead of killing the process. That is also why [`from_fd`](Consumer::from_fd) can
+    /// refuse such descriptors without `unsafe`: the refusal is a default, not a safety rule.
+    ///
     /// # Errors
     /// As [`Producer::open`](super::Producer::open).
-    pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
-        let opened = shm::open_fd::<SpscRules>(fd)?;
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use shmring::{spsc, OpenError};
+    /// let name = format!("/shmring-doc-unchecked-consumer-{}", std::process::id());
+    /// let mut tx = spsc::Producer::create(&name, spsc::Config::default())?;
+    /// // A descriptor of the named object, as another process could pass it on.
+    /// let fd: OwnedFd = std::fs::OpenOptions::new()
+    ///     .read(true)
+    ///     .write(true)
+    ///     .open(format!("/dev/shm{name}"))?
+    ///     .into();
+    /// shmring::unlink(&name)?;
+    /// assert!(matches!(
+    ///     spsc::Consumer::from_fd(fd.try_clone()?),
+    ///     Err(OpenError::Untrusted { .. })
+    /// ));
+    /// // SAFETY: `fd` is a POSIX shared-memory object: plain memory.
+    /// let mut rx = unsafe { spsc::Consumer::from_fd_unchecked(fd) }?;
+    /// tx.send(b"hi")?;
+    /// assert_eq!(&*rx.recv()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Result<Consumer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::Caller)?;
         let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
         Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
     }
@@ -380,11 +455,18 @@ impl Consumer {
                     // what it published and then reports end of stream.
                     ctrl.wait.producer_closed.store(1, Ordering::Release);
                 }
-                Poll::Pending
+                // Last: the look at the peer may be the access that finds a truncation.
+                match storage.truncation() {
+                    Some(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.ep.stats = stats;
         self.ep.throttle = throttle;
+        if let Some(c) = self.ep.truncated(&storage) {
+            return Err(RecvTimeoutError::Corrupted(c));
+        }
         match result {
             Ok(r) => r.map_err(Into::into),
             Err(_) => Err(RecvTimeoutError::Timeout),
@@ -392,10 +474,13 @@ impl Consumer {
     }
 
     /// What a non-blocking receive reports when nothing is there: `Empty`, unless the
-    /// producer died without closing (looked up at most once per slice) and the ring is
-    /// drained.
+    /// ring's object was truncated (then `Corrupted`) or the producer died without closing
+    /// (looked up at most once per slice) and the ring is drained.
     #[cold]
     pub(super) fn empty_or_ended(&mut self) -> TryRecvError {
+        if let Some(c) = self.ep.truncated(&self.ring.storage) {
+            return TryRecvError::Corrupted(c);
+        }
         if !self
             .ring
             .peer_died(&mut self.ep, PRODUCER_SLOT, producer_closed)
@@ -530,7 +615,7 @@ impl Consumer {
     /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
     /// ```
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer, OpenError> {
-        shm::wait_until_found(timeout, || Consumer::open(name))
+        Consumer::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Whether the producer has closed or died; messages may still be waiting. Looks at the

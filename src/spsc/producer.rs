@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, consumer_closed, record_size};
+use crate::OpenOptions;
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{
@@ -119,7 +120,8 @@ impl Producer {
     /// Opens the producer end of an existing named ring (created by [`Consumer::create`](super::Consumer::create)).
     ///
     /// # Errors
-    /// [`OpenError`]: `NotFound`, `PermissionDenied`, a layout mismatch (`NotShmring`,
+    /// [`OpenError`]: `NotFound`, `PermissionDenied`, `Untrusted` (a symbolic link, or an
+    /// object other users could write: see [`OpenOptions`]), a layout mismatch (`NotShmring`,
     /// `UnsupportedVersion`, `WrongKind`, `TooSmall`, `BadGeometry`, `StillInitialising`,
     /// `Poisoned`), or `EndpointTaken` / `EndpointClosed` if a producer already attached.
     ///
@@ -135,9 +137,29 @@ impl Producer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(name: &str) -> Result<Producer, OpenError> {
-        let opened = shm::open::<SpscRules>(name)?;
-        let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
-        Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        Producer::open_with(name, OpenOptions::default())
+    }
+
+    /// Opens a named ring like [`open`](Producer::open), as `options` say: whether to trust
+    /// an object other users could write, and whether to wait for the ring to be created.
+    ///
+    /// # Errors
+    /// As [`open`](Producer::open).
+    ///
+    /// ```
+    /// let name = format!("/shmring-doc-openwith-producer-{}", std::process::id());
+    /// let options = shmring::OpenOptions::default().timeout(std::time::Duration::from_millis(20));
+    /// let err = shmring::spsc::Producer::open_with(&name, options).unwrap_err();
+    /// assert!(matches!(err, shmring::OpenError::NotFound(_)));
+    /// ```
+    pub fn open_with(
+        name: &str,
+        options: impl std::borrow::Borrow<OpenOptions>,
+    ) -> Result<Producer, OpenError> {
+        shm::open_with::<SpscRules, _>(name, options.borrow(), |opened| {
+            let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+            Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        })
     }
 
     /// Opens the producer end of a named ring like [`open`](Producer::open), waiting up to
@@ -147,16 +169,70 @@ impl Producer {
     /// # Errors
     /// As [`open`](Producer::open); `NotFound` if the ring still does not exist at the deadline.
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Producer, OpenError> {
-        shm::wait_until_found(timeout, || Producer::open(name))
+        Producer::open_with(name, OpenOptions::default().timeout(timeout))
     }
 
     /// Attaches as the producer of a ring given by a file descriptor, such as the memfd of an
     /// anonymous ring received over a Unix socket or inherited across `exec`.
     ///
+    /// Only a memfd sealed against shrinking (`F_SEAL_SHRINK`, as `create_anonymous` makes it)
+    /// is accepted: then no holder of another descriptor can truncate the ring under the
+    /// mapping. Any other descriptor (a named object's, an unsealed memfd's, a file's) is
+    /// refused; [`from_fd_unchecked`](Producer::from_fd_unchecked) accepts it.
+    ///
+    /// # Errors
+    /// [`OpenError::Untrusted`] for a descriptor that is not a memfd sealed against
+    /// shrinking; otherwise as [`Producer::open`].
+    pub fn from_fd(fd: OwnedFd) -> Result<Producer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::SealedMemfd)?;
+        let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
+        Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+    }
+
+    /// Attaches as the producer of a ring given by any descriptor of a shared-memory
+    /// object or file that maps as plain memory: a named object's, an unsealed memfd's, a
+    /// file's. [`from_fd`](Producer::from_fd) accepts only sealed memfds.
+    ///
+    /// # Safety
+    /// `fd` must refer to plain memory: a POSIX shared-memory object, a memfd, or a regular
+    /// file (on tmpfs or a local file system). Not a device or other special file (`/dev/mem`,
+    /// a GPU or DMA buffer, a window on hardware registers): this function cannot tell such a
+    /// mapping from memory, and loads and stores to it may have effects beyond the bytes of the
+    /// ring, on memory this program does not own.
+    ///
+    /// Truncation is not part of this contract: an object that can be shrunk is mapped under
+    /// the `SIGBUS` guard, as a ring opened by name is, so a peer that truncates it makes the
+    /// handle report `Corrupted` ([`Corruption::is_truncation`](crate::Corruption::is_truncation))
+    /// instead of killing the process. That is also why [`from_fd`](Producer::from_fd) can
+    /// refuse such descriptors without `unsafe`: the refusal is a default, not a safety rule.
+    ///
     /// # Errors
     /// As [`Producer::open`].
-    pub fn from_fd(fd: OwnedFd) -> Result<Producer, OpenError> {
-        let opened = shm::open_fd::<SpscRules>(fd)?;
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use shmring::{spsc, OpenError};
+    /// let name = format!("/shmring-doc-unchecked-producer-{}", std::process::id());
+    /// let mut rx = spsc::Consumer::create(&name, spsc::Config::default())?;
+    /// // A descriptor of the named object, as another process could pass it on.
+    /// let fd: OwnedFd = std::fs::OpenOptions::new()
+    ///     .read(true)
+    ///     .write(true)
+    ///     .open(format!("/dev/shm{name}"))?
+    ///     .into();
+    /// shmring::unlink(&name)?;
+    /// assert!(matches!(
+    ///     spsc::Producer::from_fd(fd.try_clone()?),
+    ///     Err(OpenError::Untrusted { .. })
+    /// ));
+    /// // SAFETY: `fd` is a POSIX shared-memory object: plain memory.
+    /// let mut tx = unsafe { spsc::Producer::from_fd_unchecked(fd) }?;
+    /// tx.send(b"hi")?;
+    /// assert_eq!(&*rx.recv()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Result<Producer, OpenError> {
+        let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::Caller)?;
         let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
         Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
     }
@@ -285,20 +361,25 @@ impl Producer {
     }
 
     /// `try_claim` for the non-blocking calls: a full ring whose consumer died without
-    /// closing is reported as disconnected (checked at most once per slice).
+    /// closing is reported as disconnected (checked at most once per slice), one whose object
+    /// was truncated as corrupted.
     #[inline]
     pub(super) fn try_claim_once(&mut self, len: usize) -> Result<Claim, ClaimError> {
         let len = self.check_size(len)?;
         match self.try_claim(len) {
             Ok(c) => Ok(c),
-            Err(NoSpace::Full)
-                if self
+            Err(NoSpace::Full) => {
+                if let Some(c) = self.ep.truncated(&self.ring.storage) {
+                    Err(ClaimError::Corrupted(c))
+                } else if self
                     .ring
-                    .peer_died(&mut self.ep, CONSUMER_SLOT, consumer_closed) =>
-            {
-                Err(ClaimError::Disconnected)
+                    .peer_died(&mut self.ep, CONSUMER_SLOT, consumer_closed)
+                {
+                    Err(ClaimError::Disconnected)
+                } else {
+                    Err(ClaimError::Full)
+                }
             }
-            Err(NoSpace::Full) => Err(ClaimError::Full),
             Err(NoSpace::Disconnected) => Err(ClaimError::Disconnected),
             Err(NoSpace::Corrupted(c)) => Err(ClaimError::Corrupted(c)),
         }
@@ -338,7 +419,6 @@ impl Producer {
     pub(super) fn claim_slow(&mut self, len: u64, deadline: Deadline) -> Result<Claim, ClaimError> {
         // Never wait on records the consumer cannot see yet (an unpublished batch).
         self.flush();
-        // The wait channel lives in the shared control block, not in `self`.
         // The wait channel lives in the control block, which `storage` keeps alive.
         let ctrl = self.ring.ctrl_detached();
         let writable = &ctrl.wait.writable;
@@ -363,11 +443,18 @@ impl Producer {
                     // the disconnect.
                     ctrl.wait.consumer_closed.store(1, Ordering::Release);
                 }
-                Poll::Pending
+                // Last: the look at the peer may be the access that finds a truncation.
+                match storage.truncation() {
+                    Some(c) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+                    None => Poll::Pending,
+                }
             },
         );
         self.ep.stats = stats;
         self.ep.throttle = throttle;
+        if let Some(c) = self.ep.truncated(&storage) {
+            return Err(ClaimError::Corrupted(c));
+        }
         match result {
             Ok(r) => r,
             Err(_) => Err(ClaimError::Timeout),

@@ -77,16 +77,76 @@ mod imp {
 
     /// The waiter's half: a full fence, then a barrier on every registered process.
     ///
-    /// Returns `false` when the system call failed in a way that may leave a registered
-    /// notifier uncovered (it is refused to this process, e.g. by a seccomp filter, while
-    /// other processes could register): the caller must then not sleep for long, as a
-    /// wake-up may be missed. `ENOSYS` and `EINVAL` mean the kernel lacks the command, so no
-    /// process can have registered and every notifier uses full fences.
+    /// Returns `false` when the system call failed and a registered notifier may be left
+    /// uncovered: the caller must then not sleep for long, as a wake-up may be missed. An
+    /// error code alone cannot tell "the kernel lacks the command" from "this process may not
+    /// use it": a seccomp filter answers `ENOSYS`, `EPERM` or `EINVAL` as it was written to,
+    /// while a peer process outside the filter registered and pays only compiler barriers.
+    /// So a failure counts as covered only if the kernel itself says it has no
+    /// `GLOBAL_EXPEDITED` (asked once, see [`refusal_covered`]).
     pub(crate) fn heavy() -> bool {
         fence(Ordering::SeqCst);
         match membarrier(MembarrierCommand::GlobalExpedited) {
             Ok(()) => true,
-            Err(e) => e == Errno::NOSYS || e == Errno::INVAL,
+            Err(_) => refusal_covered(),
+        }
+    }
+
+    const QUERY_UNKNOWN: u8 = 0;
+    const QUERY_COVERED: u8 = 1;
+    const QUERY_UNCOVERED: u8 = 2;
+
+    /// The cached answer of [`covered_after_refusal`] for this kernel and process.
+    static QUERY: AtomicU8 = AtomicU8::new(QUERY_UNKNOWN);
+
+    /// Whether a refused `GLOBAL_EXPEDITED` still leaves every notifier covered, from the
+    /// kernel's answer to `MEMBARRIER_CMD_QUERY`, asked once per process (racing first callers
+    /// both ask; the answer is the same).
+    #[cold]
+    fn refusal_covered() -> bool {
+        match QUERY.load(Ordering::Relaxed) {
+            QUERY_COVERED => return true,
+            QUERY_UNCOVERED => return false,
+            _ => {}
+        }
+        let covered = covered_after_refusal(query());
+        let state = if covered {
+            QUERY_COVERED
+        } else {
+            QUERY_UNCOVERED
+        };
+        QUERY.store(state, Ordering::Relaxed);
+        covered
+    }
+
+    /// `membarrier(MEMBARRIER_CMD_QUERY, 0)`: the commands the kernel supports, or the error.
+    /// (rustix's `membarrier_query` turns an error into an empty set, which would read as
+    /// "the kernel has none".)
+    pub(super) fn query() -> Result<u32, Errno> {
+        // SAFETY: MEMBARRIER_CMD_QUERY with flags 0 takes no pointers and changes nothing.
+        let r = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_QUERY, 0) };
+        if r < 0 {
+            Err(Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ))
+        } else {
+            Ok(r as u32)
+        }
+    }
+
+    /// The decision: after a refused `GLOBAL_EXPEDITED`, notifiers are covered only if the
+    /// kernel answered the query and has no `GLOBAL_EXPEDITED` (nor its registration): then no
+    /// process can have registered, and every notifier pays a full fence, which pairs with
+    /// the waiter's own. If the query failed too, or the kernel has the command (so the
+    /// refusal came from a filter on this process), a peer may have registered: uncovered.
+    /// (A filter that fakes a successful query with an empty set cannot be told from an old
+    /// kernel; such a filter fakes the barrier's success as well.)
+    pub(super) fn covered_after_refusal(query: Result<u32, Errno>) -> bool {
+        let global = (libc::MEMBARRIER_CMD_GLOBAL_EXPEDITED
+            | libc::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) as u32;
+        match query {
+            Ok(commands) => commands & global == 0,
+            Err(_) => false,
         }
     }
 }
@@ -124,7 +184,44 @@ pub(crate) use imp::{heavy, light};
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use rustix::io::Errno;
     use rustix::thread::{MembarrierCommand, membarrier_query};
+
+    use super::imp::covered_after_refusal;
+
+    #[test]
+    fn a_refused_barrier_is_covered_only_when_the_kernel_lacks_the_command() {
+        let global = libc::MEMBARRIER_CMD_GLOBAL_EXPEDITED as u32;
+        let register = libc::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED as u32;
+        let private = (libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED
+            | libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) as u32;
+        let plain = libc::MEMBARRIER_CMD_GLOBAL as u32;
+        // The kernel answered and has no global expedited barrier (Linux 4.3 to 4.15): nobody
+        // can have registered.
+        assert!(covered_after_refusal(Ok(0)));
+        assert!(covered_after_refusal(Ok(plain)));
+        assert!(covered_after_refusal(Ok(plain | private)));
+        // The kernel has it, so the refusal was aimed at this process (seccomp): a peer may
+        // have registered.
+        assert!(!covered_after_refusal(Ok(global | register)));
+        assert!(!covered_after_refusal(Ok(plain
+            | global
+            | register
+            | private)));
+        assert!(!covered_after_refusal(Ok(register)));
+        // The query was refused as well: whatever the errno, nothing is known.
+        for e in [Errno::NOSYS, Errno::INVAL, Errno::PERM, Errno::ACCESS] {
+            assert!(!covered_after_refusal(Err(e)), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn the_query_reports_what_rustix_reports() {
+        match super::imp::query() {
+            Ok(commands) => assert_eq!(commands, membarrier_query().bits()),
+            Err(_) => assert!(membarrier_query().is_empty()),
+        }
+    }
 
     #[test]
     fn a_notifier_registers_and_then_pays_only_a_compiler_barrier() {
