@@ -366,6 +366,10 @@ pub enum OpenError {
     /// while doing so).
     #[error("ring is still initialising after {0:?}")]
     StillInitialising(std::time::Duration),
+    /// The ring's creator stopped (died) before it finished initialising the ring: the
+    /// object is half made and will never be ready.
+    #[error("ring was abandoned by its creator before it was ready")]
+    Abandoned,
     /// A participant found the ring corrupted and marked it unusable.
     #[error("ring was marked poisoned")]
     Poisoned,

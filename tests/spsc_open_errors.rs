@@ -6,7 +6,7 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::{RingName, patch};
 use shmring::{OpenError, spsc};
@@ -125,39 +125,70 @@ fn garbage_is_not_a_ring() {
     ));
 }
 
-/// Makes a raw object look old: nobody has touched it for an hour, so no creator is at work.
-fn backdate(name: &RingName) {
+/// Holds the creation lock (an OFD write lock on byte 2^40) of the object `name` on a
+/// description of its own, as a creator at work does, until the result is dropped.
+fn hold_creation_lock(name: &RingName) -> std::fs::File {
+    use std::os::fd::AsRawFd;
     let f = OpenOptions::new()
+        .read(true)
         .write(true)
         .open(name.dev_shm_path())
         .unwrap();
-    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-    f.set_modified(hour_ago).unwrap();
+    // SAFETY: `fl` is a plain struct, zeroed and then filled in; `f` is open.
+    let r = unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        #[allow(clippy::unnecessary_cast)] // `off_t` is i64 on 64-bit targets only
+        {
+            fl.l_start = (1i64 << 40) as libc::off_t;
+        }
+        fl.l_len = 1;
+        libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl)
+    };
+    assert_eq!(r, 0, "F_OFD_SETLK: {}", std::io::Error::last_os_error());
+    f
 }
 
 #[test]
-fn a_fresh_empty_object_is_waited_for_then_too_small() {
-    // Just created: its creator may be about to size it, so the opener waits (bounded).
+fn an_empty_object_whose_creator_is_at_work_is_waited_for() {
+    // Its creator holds the creation lock: it may be about to size it, so the opener waits
+    // (bounded), and says so.
     let name = RingName::new("empty");
     raw_object(&name, &[]);
+    let _creator = hold_creation_lock(&name);
     let started = Instant::now();
     let r = spsc::Consumer::open(name.as_str());
     let waited = started.elapsed();
-    assert!(
-        matches!(
-            r,
-            Err(OpenError::TooSmall { actual: 0, .. } | OpenError::StillInitialising(_))
-        ),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(OpenError::StillInitialising(_))), "{r:?}");
     assert!(waited >= Duration::from_secs(1), "gave up after {waited:?}");
+}
+
+#[test]
+fn a_half_made_ring_whose_creator_is_gone_is_abandoned_at_once() {
+    // The magic is written but the ring never became ready, and nobody holds the creation
+    // lock: its creator died while initialising.
+    let name = RingName::new("abandoned");
+    let mut bytes = vec![0u8; 16384];
+    bytes[..8].copy_from_slice(b"SHMRING\0");
+    raw_object(&name, &bytes);
+    let started = Instant::now();
+    let r = spsc::Consumer::open(name.as_str());
+    let took = started.elapsed();
+    assert!(matches!(r, Err(OpenError::Abandoned)), "{r:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // While a creator holds the lock, the same bytes are waited for.
+    let _creator = hold_creation_lock(&name);
+    let started = Instant::now();
+    let r = spsc::Consumer::open(name.as_str());
+    assert!(matches!(r, Err(OpenError::StillInitialising(_))), "{r:?}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
 #[test]
 fn a_stray_empty_object_is_too_small_at_once() {
     let name = RingName::new("stray-empty");
     raw_object(&name, &[]);
-    backdate(&name);
     let started = Instant::now();
     let r = spsc::Consumer::open(name.as_str());
     let took = started.elapsed();
@@ -169,7 +200,8 @@ fn a_stray_empty_object_is_too_small_at_once() {
         }
         other => panic!("{other:?}"),
     }
-    // Generous: the answer needs no waiting at all (well under 200 ms on a quiet machine).
+    // Generous: the answer needs only the short grace for a creator between creating the
+    // object and locking it (20 ms), well under 200 ms on a quiet machine.
     assert!(took < Duration::from_secs(1), "took {took:?}");
     let started = Instant::now();
     assert!(matches!(
@@ -183,7 +215,6 @@ fn a_stray_empty_object_is_too_small_at_once() {
 fn a_stray_all_zero_object_is_not_a_ring_at_once() {
     let name = RingName::new("stray-zeros");
     raw_object(&name, &[0; 16384]);
-    backdate(&name);
     let started = Instant::now();
     let r = spsc::Consumer::open(name.as_str());
     let took = started.elapsed();
@@ -199,20 +230,16 @@ fn a_stray_all_zero_object_is_not_a_ring_at_once() {
 }
 
 #[test]
-fn a_fresh_all_zero_object_is_waited_for_then_not_a_ring() {
-    // A creator that has sized the object but not yet written its header looks like this.
+fn an_all_zero_object_whose_creator_is_at_work_is_waited_for() {
+    // A creator that has sized the object but not yet written its header looks like this
+    // (and holds the creation lock).
     let name = RingName::new("fresh-zeros");
     raw_object(&name, &[0; 16384]);
+    let _creator = hold_creation_lock(&name);
     let started = Instant::now();
     let r = spsc::Consumer::open(name.as_str());
     let waited = started.elapsed();
-    assert!(
-        matches!(
-            r,
-            Err(OpenError::NotShmring | OpenError::StillInitialising(_))
-        ),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(OpenError::StillInitialising(_))), "{r:?}");
     assert!(waited >= Duration::from_secs(1), "gave up after {waited:?}");
 }
 
@@ -220,6 +247,13 @@ fn a_fresh_all_zero_object_is_waited_for_then_not_a_ring() {
 fn header_stuck_in_initialising_state_is_reported() {
     let name = valid_ring("stuck");
     patch(&name, 16, &0u32.to_ne_bytes()); // state = initialising
+    // Nobody holds the creation lock: abandoned, at once.
+    assert!(matches!(
+        spsc::Consumer::open(name.as_str()),
+        Err(OpenError::Abandoned)
+    ));
+    // A creator still at work: waited for, then reported as still initialising.
+    let _creator = hold_creation_lock(&name);
     assert!(matches!(
         spsc::Consumer::open(name.as_str()),
         Err(OpenError::StillInitialising(_))
@@ -513,4 +547,25 @@ fn misaligned_indices_found_when_attaching_are_errors() {
         rx.try_recv(),
         Err(shmring::TryRecvError::Corrupted(_))
     ));
+}
+
+#[test]
+fn an_opener_racing_a_creator_never_calls_the_ring_garbage() {
+    // Whatever point of the creation the opener lands on (no object yet, empty, unwritten
+    // header, ready), it either waits or succeeds; never NotShmring, TooSmall or Abandoned.
+    for round in 0..100 {
+        let name = RingName::new(&format!("race-{round}"));
+        let opener = {
+            let name = name.as_str().to_owned();
+            std::thread::spawn(move || spsc::Consumer::open_timeout(&name, Duration::from_secs(5)))
+        };
+        let tx =
+            spsc::Producer::create(name.as_str(), spsc::Config::default().capacity_bytes(4096))
+                .unwrap();
+        match opener.join().unwrap() {
+            Ok(_rx) => {}
+            Err(e) => panic!("round {round}: opener got {e:?}"),
+        }
+        drop(tx);
+    }
 }

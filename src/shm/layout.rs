@@ -191,6 +191,9 @@ impl Header {
                 (MAGIC, STATE_READY) => break,
                 (MAGIC, STATE_POISONED) => return Err(OpenError::Poisoned),
                 (0, STATE_INITIALISING) if !creator_busy() => return Err(OpenError::NotShmring),
+                (MAGIC, STATE_INITIALISING) if !creator_busy() => {
+                    return Err(OpenError::Abandoned);
+                }
                 (MAGIC | 0, STATE_INITIALISING) => {
                     if started.elapsed() >= INIT_WAIT {
                         return Err(OpenError::StillInitialising(INIT_WAIT));

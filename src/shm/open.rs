@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::endpoints::OwnedDescription;
 use super::layout::{self, Header, INIT_WAIT};
@@ -162,6 +162,10 @@ pub(crate) fn create<R: KindRules>(
     };
     init(&mapped);
     Header::of(&mapped.seg).publish();
+    // Published: openers no longer need to know whether a creator is at work.
+    if name.is_some() {
+        let _ = lock::unlock(mapped.seg.fd(), lock::CREATION_BYTE);
+    }
     Ok((mapped, presence))
 }
 
@@ -259,6 +263,10 @@ pub(crate) fn wait_until_found<T>(
     }
 }
 
+/// How long an empty object without a creation lock is looked at again before it is called a
+/// stray: the creator's window between creating the object and locking it.
+const CREATE_GRACE: Duration = Duration::from_millis(20);
+
 /// Opens a named object and maps it once it has a size. Between `shm_open(O_CREAT)` and
 /// `ftruncate` a creator's object has size 0: an opener that finds an empty object waits
 /// (bounded) for it to be sized while its creator may be at work ([`creator_busy`]), and
@@ -274,7 +282,9 @@ fn open_sized(name: &str, allow_other_users: bool) -> Result<Segment, OpenError>
         if len != 0 {
             return Segment::from_owned_fd(fd, HEADER_SIZE).map(|seg| seg.with_name(name));
         }
-        if !creator_busy(&fd) {
+        // Size 0 and no creation lock: a creator between `shm_open` and taking the lock (a
+        // few system calls), or none at all. Look again for a short grace, then answer.
+        if !creator_busy(&fd) && started.elapsed() >= CREATE_GRACE {
             return Err(OpenError::TooSmall {
                 actual: 0,
                 needed: HEADER_SIZE,
@@ -287,30 +297,14 @@ fn open_sized(name: &str, allow_other_users: bool) -> Result<Segment, OpenError>
     }
 }
 
-/// Whether the creator of an object may still be initialising it: then an empty object, or
-/// one whose header is still all zeros, is worth waiting for (bounded by
-/// [`INIT_WAIT`]); otherwise it is a stray and the opener answers `TooSmall` or `NotShmring`
-/// at once.
-///
-/// This is the one place that decides it, and the hook for the creation lock: once creators
-/// hold a lock while they initialise, probing that lock on `object` replaces the heuristic
-/// below. For now: whether the object was modified within the last [`INIT_WAIT`]. A creator
-/// sets the modification time when it creates the object (`shm_open(O_CREAT)`) and when it
-/// sizes it (`ftruncate`), its last steps before it writes the header through the mapping
-/// (which does not touch it). The change time is not used, since `chmod` and `chown` set it.
-/// A modification time in the future (a clock set back) counts as recent.
+/// Whether the creator of an object is still initialising it: it holds the creation lock
+/// ([`lock::CREATION_BYTE`]) from before it sizes the object until the header is published.
+/// Then an empty object, or one whose header is still unwritten, is worth waiting for
+/// (bounded by [`INIT_WAIT`]); otherwise the opener answers `TooSmall`, `NotShmring` or
+/// `Abandoned` at once. A probe that fails says nothing: wait (bounded) as for a creator.
 pub(crate) fn creator_busy(object: impl AsFd) -> bool {
-    let modified = object
-        .as_fd()
-        .try_clone_to_owned()
-        .map(std::fs::File::from)
-        .and_then(|f| f.metadata())
-        .and_then(|m| m.modified());
-    match modified {
-        Ok(t) => SystemTime::now()
-            .duration_since(t)
-            .map_or(true, |age| age < INIT_WAIT),
-        // Unknown: do not make anyone wait for it.
-        Err(_) => false,
-    }
+    !matches!(
+        lock::probe(object.as_fd(), lock::CREATION_BYTE),
+        Ok(lock::LockState::Free)
+    )
 }

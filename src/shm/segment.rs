@@ -24,6 +24,7 @@ use rustix::fs::{FallocateFlags, MemfdFlags, Mode, SealFlags};
 use rustix::io::Errno;
 use rustix::shm;
 
+use super::lock::{CREATION_BYTE, LockKind};
 use super::sigbus;
 use crate::error::OpenError;
 
@@ -185,6 +186,12 @@ impl Segment {
         .map_err(|e| map_errno(e, name, "shm_open"))?;
         // From here on a failure must not leave the half-made object behind.
         let cleanup = UnlinkOnError(name);
+        // The creation lock, before the object gets a size: an opener that finds the object
+        // empty or its header unwritten and this byte free knows no creator is at work. The
+        // creator releases it once the header is published (`open::create`). Only a failure
+        // to lock a brand-new object (a file system without OFD locks) goes on without it:
+        // openers then give up on a silent object after a short grace.
+        let _ = super::lock::try_lock(fd.as_fd(), CREATION_BYTE, LockKind::Write);
         let mut seg = Self::size_and_map(fd, len)?;
         std::mem::forget(cleanup);
         seg.name = Some(name.to_owned());
