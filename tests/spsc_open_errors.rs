@@ -557,7 +557,20 @@ fn an_opener_racing_a_creator_never_calls_the_ring_garbage() {
         let name = RingName::new(&format!("race-{round}"));
         let opener = {
             let name = name.as_str().to_owned();
-            std::thread::spawn(move || spsc::Consumer::open_timeout(&name, Duration::from_secs(5)))
+            // Spins on `open` (no sleep between tries) to land inside the creation.
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                loop {
+                    match spsc::Consumer::open(&name) {
+                        Err(OpenError::NotFound(_))
+                            if started.elapsed() < Duration::from_secs(5) =>
+                        {
+                            std::hint::spin_loop()
+                        }
+                        r => return r,
+                    }
+                }
+            })
         };
         let tx =
             spsc::Producer::create(name.as_str(), spsc::Config::default().capacity_bytes(4096))

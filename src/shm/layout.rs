@@ -190,9 +190,20 @@ impl Header {
             match (magic, state) {
                 (MAGIC, STATE_READY) => break,
                 (MAGIC, STATE_POISONED) => return Err(OpenError::Poisoned),
-                (0, STATE_INITIALISING) if !creator_busy() => return Err(OpenError::NotShmring),
-                (MAGIC, STATE_INITIALISING) if !creator_busy() => {
-                    return Err(OpenError::Abandoned);
+                (0 | MAGIC, STATE_INITIALISING) if !creator_busy() => {
+                    // The creator lets go of its lock only after publishing: if it did so
+                    // between our read and the probe, the header now says ready.
+                    let now = (
+                        h.magic.load(Ordering::Relaxed),
+                        h.state.load(Ordering::Acquire),
+                    );
+                    match now {
+                        (MAGIC, STATE_READY) => continue,
+                        (0, STATE_INITIALISING) => return Err(OpenError::NotShmring),
+                        (MAGIC, STATE_INITIALISING) => return Err(OpenError::Abandoned),
+                        // Changed otherwise: look again from the top.
+                        _ => continue,
+                    }
                 }
                 (MAGIC | 0, STATE_INITIALISING) => {
                     if started.elapsed() >= INIT_WAIT {

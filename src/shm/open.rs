@@ -283,8 +283,13 @@ fn open_sized(name: &str, allow_other_users: bool) -> Result<Segment, OpenError>
             return Segment::from_owned_fd(fd, HEADER_SIZE).map(|seg| seg.with_name(name));
         }
         // Size 0 and no creation lock: a creator between `shm_open` and taking the lock (a
-        // few system calls), or none at all. Look again for a short grace, then answer.
-        if !creator_busy(&fd) && started.elapsed() >= CREATE_GRACE {
+        // few system calls), or none at all. Look again for a short grace, then answer (the
+        // size once more first: a creator sizes its object only while holding the lock, so
+        // one that did so between our look and the probe shows here).
+        if !creator_busy(&fd)
+            && started.elapsed() >= CREATE_GRACE
+            && rustix::fs::fstat(&fd).map_or(0, |st| st.st_size) == 0
+        {
             return Err(OpenError::TooSmall {
                 actual: 0,
                 needed: HEADER_SIZE,
