@@ -191,7 +191,8 @@ impl From<NoSlot> for ClaimError {
 
 /// Attaches a new endpoint of `role` to a shared ring: takes a registry entry (reaping dead
 /// entries if the registry is full), clears the entry's claim record, and counts itself in
-/// its side word unless the side is closed.
+/// its side word unless the side is closed. A counter (peer-writable) that cannot count one
+/// more attach is reported as corruption, and the entry given back.
 fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, OpenError> {
     let h = ring.registry().ok_or(OpenError::Incompatible(
         "a shared ring without an endpoint table",
@@ -217,9 +218,17 @@ fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, Open
             h.detach(entry);
             return Err(OpenError::EndpointClosed(role.plural()));
         }
+        // The counter counts every attach ever made: 2^63 of them is no real ring.
+        let Some(new) = w.checked_add(ATTACH) else {
+            h.detach(entry);
+            return Err(OpenError::Corrupted(Corruption::new(
+                "side word counter out of range",
+                w,
+            )));
+        };
         // SYNC POINT: Release (with our entry's ATTACHED before it) pairs with the Acquire
         // load in `close_side_if_last`: a closer that sees this count sees our entry.
-        match side.compare_exchange_weak(w, w + ATTACH, Ordering::AcqRel, Ordering::Relaxed) {
+        match side.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => break,
             Err(cur) => w = cur,
         }

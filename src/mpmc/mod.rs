@@ -43,8 +43,9 @@
 //!
 //! Every value read from shared memory is checked before it is used: a `seq` outside the
 //! few values the algorithm allows for the position at hand, a length above the ring's
-//! maximum, a head or tail that goes backwards are reported as [`Corruption`](crate::Corruption); slot indices
-//! are always masked, so no access ever leaves the mapping.
+//! maximum, a head or tail that goes backwards, a side word whose counter cannot count one
+//! more attach, are reported as [`Corruption`](crate::Corruption); slot indices are always
+//! masked, so no access ever leaves the mapping.
 //!
 //! # Ends of the stream
 //!
@@ -184,7 +185,7 @@ pub fn channel(config: &Config) -> Result<(Sender, Receiver), OpenError> {
 mod tests {
     use super::*;
     use crate::sync::Ordering;
-    use crate::{CommitError, RecvError, TryRecvError};
+    use crate::{CommitError, OpenError, RecvError, TryRecvError};
 
     #[test]
     fn bogus_sequence_is_corruption_not_a_hang() {
@@ -215,6 +216,29 @@ mod tests {
         ));
         drop(tx);
         assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
+    }
+
+    /// A side word a peer set to the top of the counter: attaching reports corruption
+    /// (instead of overflowing) and gives its registry entry back.
+    #[test]
+    fn forged_side_word_fails_attach_without_overflow() {
+        let config = Config::default().slots(4).endpoints(2);
+        let (tx, fd) = Sender::create_anonymous(config).unwrap();
+        let senders = &tx.h.ring.ctrl().wait.senders;
+        senders.store(u64::MAX - 1, Ordering::Relaxed);
+        match tx.try_clone() {
+            Err(OpenError::Corrupted(c)) => assert_eq!(c.found, u64::MAX - 1),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // The entry was given back: with a sound word the one free entry can be taken.
+        senders.store(super::ring::ATTACH, Ordering::Relaxed);
+        let rx = Receiver::from_fd(fd).unwrap();
+        assert!(matches!(
+            tx.try_clone(),
+            Err(OpenError::RegistryFull { capacity: 2 })
+        ));
+        drop(rx);
+        assert!(tx.try_clone().is_ok());
     }
 
     #[test]

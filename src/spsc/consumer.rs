@@ -176,8 +176,12 @@ impl Consumer {
             // SYNC POINT: Acquire pairs with the producer's Release store of `tail` in
             // `Producer::publish`: the records before `tail` are fully written.
             let tail = self.ring.ctrl().producer.tail.load(Ordering::Acquire);
+            // Indices count modulo 2^64 (see the module docs): only their difference means
+            // anything, and it must be a whole number of records within one ring. (Our cached
+            // tail equals our head here, so a tail that went backwards reads as more than a
+            // ring ahead.)
             let used = tail.wrapping_sub(self.head);
-            if tail < self.tail_cache || used > self.ring.capacity || used % 8 != 0 {
+            if used > self.ring.capacity || used % 8 != 0 {
                 return Err(self.corrupt(Corruption::new("producer index out of range", tail)));
             }
             self.tail_cache = tail;
