@@ -407,7 +407,9 @@ impl Consumer {
     }
 
     /// Hands up to `max` waiting messages to `f`, in order, without waiting, and releases
-    /// their space with a single index store. Returns how many messages were handled.
+    /// their space with a single index store. Returns how many messages were handled. One
+    /// call takes at most a ring's worth of bytes (what can be waiting at once), so a
+    /// producer that keeps sending cannot keep it going for ever.
     ///
     /// # Errors
     /// [`TryRecvError::Empty`] if no message was waiting, [`TryRecvError::Disconnected`] at
@@ -447,7 +449,10 @@ impl Consumer {
         let c = &mut *guard.consumer;
         let mut n = 0;
         let mut outcome = Ok(());
-        while n < max {
+        // At most one ring's worth of bytes per call: a producer that keeps publishing cannot
+        // keep us here for ever.
+        let cap = c.ring.capacity;
+        while n < max && c.head.wrapping_sub(start) < cap {
             match c.poll_record() {
                 Poll::Ready(Ok(p)) => {
                     // SAFETY: validated by `peek`; the record stays ours until `store_head`.

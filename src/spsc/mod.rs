@@ -159,4 +159,26 @@ mod tests {
         assert_eq!(tx.tail, 20 * 16 - 32);
         assert_eq!(rx.try_recv().unwrap_err(), crate::TryRecvError::Empty);
     }
+
+    /// A producer that keeps moving `tail` while `drain` runs (here: over records of the
+    /// previous lap) gets at most a ring's worth of messages taken per call.
+    #[test]
+    fn drain_takes_at_most_one_ring_per_call() {
+        let (mut tx, mut rx) = channel(&Config::default().capacity_bytes(64)).unwrap();
+        for i in 0u8..4 {
+            tx.send(&[i; 8]).unwrap();
+        }
+        let tail = &tx.ring.ctrl_detached().producer.tail;
+        let mut seen = 0;
+        let n = rx
+            .drain(10_000, |m| {
+                assert_eq!(m.len(), 8);
+                seen += 1;
+                // The forged tail stays within a ring of the consumer's private head.
+                tail.fetch_add(16, Ordering::Release);
+            })
+            .unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(seen, 4);
+    }
 }
