@@ -373,6 +373,10 @@ pub enum OpenError {
     /// A participant found the ring corrupted and marked it unusable.
     #[error("ring was marked poisoned")]
     Poisoned,
+    /// Attaching found a word of the ring's shared state that no sound ring holds (a peer
+    /// wrote it); nothing was attached.
+    #[error("ring corrupted: {0}")]
+    Corrupted(Corruption),
     /// The endpoint asked for (producer or consumer of an SPSC ring) is already attached.
     #[error("the ring's {0} is already attached")]
     EndpointTaken(&'static str),

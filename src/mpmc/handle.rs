@@ -4,7 +4,7 @@
 use std::ptr::NonNull;
 
 use super::recovery::{PEER_CHECK_INTERVAL, close_side_if_last, reap_dead, side_gone};
-use super::ring::{ATTACH, CLOSED, Ring, Role};
+use super::ring::{ATTACH, CLOSED, RETRY_BUDGET, Ring, Role};
 use crate::config::MpmcConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{ClaimError, Corruption, OpenError};
@@ -182,6 +182,10 @@ impl Drop for Handle {
 pub(super) enum NoSlot {
     /// Full (sender) or empty (receiver).
     Busy,
+    /// The claim loop used up its [`RETRY_BUDGET`] (contention, or a peer moving the
+    /// index under it): nothing claimed, look again (a blocked call does, until its
+    /// deadline; a `try_` call reports full or empty).
+    Again,
     Disconnected,
     Corrupted(Corruption),
 }
@@ -189,7 +193,7 @@ pub(super) enum NoSlot {
 impl From<NoSlot> for ClaimError {
     fn from(e: NoSlot) -> ClaimError {
         match e {
-            NoSlot::Busy => ClaimError::Full,
+            NoSlot::Busy | NoSlot::Again => ClaimError::Full,
             NoSlot::Disconnected => ClaimError::Disconnected,
             NoSlot::Corrupted(c) => ClaimError::Corrupted(c),
         }
@@ -199,6 +203,10 @@ impl From<NoSlot> for ClaimError {
 /// Attaches a new endpoint of `role` to a shared ring: takes a registry entry (reaping dead
 /// entries if the registry is full), clears the entry's claim record, and counts itself in
 /// its side word unless the side is closed.
+///
+/// The side word is peer-writable: a counter that cannot take one more attach, or a word that
+/// keeps changing under the compare-exchange, is reported as corruption (and the entry given
+/// back) rather than overflowed or retried for ever.
 fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, OpenError> {
     let h = ring.registry().ok_or(OpenError::Incompatible(
         "a shared ring without an endpoint table",
@@ -224,23 +232,33 @@ fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, Open
     }
     let side = role.side(ring.ctrl());
     let mut w = side.load(Ordering::Relaxed);
-    loop {
+    for _ in 0..RETRY_BUDGET {
         if w & CLOSED != 0 {
             h.detach(entry);
             return Err(OpenError::EndpointClosed(role.plural()));
         }
+        // The counter counts every attach ever made: 2^63 of them is no real ring.
+        let Some(new) = w.checked_add(ATTACH) else {
+            break;
+        };
         // SYNC POINT: Release (with our entry's ATTACHED before it) pairs with the Acquire
         // load in `close_side_if_last`: a closer that sees this count sees our entry.
-        match side.compare_exchange_weak(w, w + ATTACH, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => break,
+        match side.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => {
+                let mut handle = Handle::new(ring, role, Some(entry), strategy);
+                handle.ep = std::mem::replace(
+                    &mut handle.ep,
+                    EndpointState::new(strategy, PEER_CHECK_INTERVAL),
+                )
+                .with_presence(Some(presence));
+                return Ok(handle);
+            }
             Err(cur) => w = cur,
         }
     }
-    let mut handle = Handle::new(ring, role, Some(entry), strategy);
-    handle.ep = std::mem::replace(
-        &mut handle.ep,
-        EndpointState::new(strategy, PEER_CHECK_INTERVAL),
-    )
-    .with_presence(Some(presence));
-    Ok(handle)
+    h.detach(entry);
+    Err(OpenError::Corrupted(Corruption::new(
+        "side word out of range or changing without end",
+        w,
+    )))
 }

@@ -43,8 +43,14 @@
 //!
 //! Every value read from shared memory is checked before it is used: a `seq` outside the
 //! few values the algorithm allows for the position at hand, a length above the ring's
-//! maximum, a head or tail that goes backwards are reported as [`Corruption`](crate::Corruption); slot indices
-//! are always masked, so no access ever leaves the mapping.
+//! maximum, a head or tail that goes backwards or beyond 2^62, a tail more than `slots`
+//! ahead of head (a sender claims `p` only after `p - slots` was released), a side word
+//! whose counter cannot count one more attach, are reported as
+//! [`Corruption`](crate::Corruption); slot indices are always masked, so no access ever
+//! leaves the mapping. No loop runs for as long as a peer likes: a claim loop gives up after
+//! a fixed number of rounds (a timed call then looks again until its deadline, a `try_` call
+//! reports full or empty), and so do the loop that skips a departed sender's positions and
+//! the compare-exchange loops on the side words.
 //!
 //! # Ends of the stream
 //!
@@ -191,8 +197,13 @@ pub fn channel(config: &Config) -> Result<(Sender, Receiver), OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::sync::Ordering;
-    use crate::{CommitError, RecvError, TryRecvError};
+    use crate::{
+        CommitError, OpenError, RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError,
+        TrySendError,
+    };
 
     #[test]
     fn bogus_sequence_is_corruption_not_a_hang() {
@@ -223,6 +234,111 @@ mod tests {
         ));
         drop(tx);
         assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
+    }
+
+    /// A side word a peer set to the top of the counter: attaching reports corruption
+    /// (instead of overflowing) and gives its registry entry back.
+    #[test]
+    fn forged_side_word_fails_attach_without_overflow() {
+        let config = Config::default().slots(4).endpoints(2);
+        let (tx, fd) = Sender::create_anonymous(config).unwrap();
+        let senders = &tx.h.ring.ctrl().wait.senders;
+        senders.store(u64::MAX - 1, Ordering::Relaxed);
+        match tx.try_clone() {
+            Err(OpenError::Corrupted(c)) => assert_eq!(c.found, u64::MAX - 1),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // The entry was given back: with a sound word the one free entry can be taken.
+        senders.store(super::ring::ATTACH, Ordering::Relaxed);
+        let rx = Receiver::from_fd(fd).unwrap();
+        assert!(matches!(
+            tx.try_clone(),
+            Err(OpenError::RegistryFull { capacity: 2 })
+        ));
+        drop(rx);
+        assert!(tx.try_clone().is_ok());
+    }
+
+    /// After every sender left, a `tail` forged a few positions more than a ring ahead of
+    /// `head` is corruption, not positions to skip.
+    #[test]
+    fn forged_tail_after_senders_left_is_corruption() {
+        let (mut tx, mut rx) = channel(&Config::default().slots(4)).unwrap();
+        tx.send(b"x").unwrap();
+        assert_eq!(&*rx.recv().unwrap(), b"x");
+        let ring = tx.h.ring.clone();
+        drop(tx);
+        ring.ctrl().tail.tail.store(1 + 4 + 3, Ordering::Release);
+        match rx.recv_timeout(Duration::from_millis(10)) {
+            Err(RecvTimeoutError::Corrupted(c)) => assert_eq!(c.found, 8),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
+    }
+
+    /// The same with a huge forged `tail`: the call returns (with the corruption) instead of
+    /// skipping positions one at a time until it gets there.
+    #[test]
+    fn huge_forged_tail_after_senders_left_returns() {
+        let (tx, mut rx) = channel(&Config::default().slots(4)).unwrap();
+        let ring = tx.h.ring.clone();
+        drop(tx);
+        ring.ctrl().tail.tail.store(1 << 61, Ordering::Release);
+        let (done, outcome) = std::sync::mpsc::channel();
+        let receiver = std::thread::spawn(move || {
+            let r = rx.recv_timeout(Duration::from_millis(10)).map(|m| m.len());
+            let _ = done.send(r);
+        });
+        // A watchdog for the hang this guards against, not a measurement.
+        let r = outcome
+            .recv_timeout(Duration::from_secs(60))
+            .expect("recv_timeout walked the forged positions");
+        assert!(matches!(r, Err(RecvTimeoutError::Corrupted(_))), "{r:?}");
+        receiver.join().unwrap();
+    }
+
+    /// With the senders still there, a `tail` more than a ring ahead of `head` is found by
+    /// the recovery check of a receiver or sender that finds nothing to do, which reports it
+    /// instead of marking positions abandoned.
+    #[test]
+    fn recovery_reports_a_tail_more_than_a_ring_ahead() {
+        let config = Config::default().slots(4);
+        let (mut rx, fd) = Receiver::create_anonymous(config).unwrap();
+        let _tx = Sender::from_fd(fd).unwrap();
+        let ctrl = rx.h.ring.ctrl();
+        ctrl.tail.tail.store(4 + 2, Ordering::Release);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
+        // Position 0 was not marked as skipped on the way.
+        assert_eq!(rx.h.ring.meta(0).seq.load(Ordering::Acquire), 0);
+
+        let (mut tx, fd) = Sender::create_anonymous(config).unwrap();
+        let _rx = Receiver::from_fd(fd).unwrap();
+        tx.h.ring.ctrl().tail.tail.store(4 + 2, Ordering::Release);
+        assert!(matches!(
+            tx.try_send(b"x"),
+            Err(TrySendError::Corrupted { .. })
+        ));
+        assert!(matches!(
+            tx.send_timeout(b"x", Duration::from_millis(10)),
+            Err(SendTimeoutError::Corrupted { .. })
+        ));
+    }
+
+    /// A run of skipped positions longer than one claim loop's budget: a `try_recv` gives up
+    /// for now, a timed receive crosses all of it and returns the message behind it.
+    #[test]
+    fn long_skip_runs_are_crossed_in_budgeted_rounds() {
+        let slots = 2 * u64::from(super::ring::RETRY_BUDGET);
+        let (mut tx, mut rx) = channel(&Config::default().slots(slots as usize)).unwrap();
+        for _ in 0..slots - 1 {
+            drop(tx.try_reserve(8).unwrap());
+        }
+        tx.send(b"behind").unwrap();
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+        let head = rx.h.ring.ctrl().head.head.load(Ordering::Acquire);
+        assert!(head > 0 && head < slots - 1, "{head}");
+        let m = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(&*m, b"behind");
     }
 
     #[test]

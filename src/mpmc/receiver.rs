@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
-use super::ring::{MAX_INDEX, Role, SKIP, TAG_RECV};
+use super::ring::{MAX_INDEX, RETRY_BUDGET, Role, SKIP, TAG_RECV};
 use crate::OpenOptions;
 use crate::config::MpmcConfig as Config;
 use crate::error::{Corruption, OpenError, RecvError, RecvTimeoutError, TryRecvError};
@@ -372,7 +372,8 @@ impl Receiver {
         ))
     }
 
-    /// Tries to claim the message at `head`, without waiting.
+    /// Tries to claim the message at `head`, without waiting. `Again` after [`RETRY_BUDGET`]
+    /// rounds, each of which found `head` moved under it or released a skipped position.
     pub(super) fn try_take(&mut self) -> Result<Taken, NoSlot> {
         if let Some(c) = self.h.ep.broken {
             return Err(NoSlot::Corrupted(c));
@@ -385,7 +386,15 @@ impl Receiver {
         // `head` on, so whoever sees `head == h` sees that `seq` or a later one, never an
         // older value that would read as out of range (corruption).
         let mut h = self.h.ring.ctrl().head.head.load(Ordering::Acquire);
+        let mut budget = RETRY_BUDGET;
         let bad = loop {
+            if budget == 0 {
+                if recorded {
+                    self.h.clear_record();
+                }
+                return Err(NoSlot::Again);
+            }
+            budget -= 1;
             if h >= MAX_INDEX {
                 // No ring ever gets there (2^62 messages): a peer wrote it.
                 if recorded {
@@ -468,35 +477,43 @@ impl Receiver {
         ))))
     }
 
-    /// `try_take`, plus end-of-stream detection when the ring is empty.
-    pub(super) fn poll_msg(&mut self) -> Poll<Result<Taken, RecvError>> {
+    /// `try_take`, plus end-of-stream detection when the ring is empty: `Busy` (nothing yet),
+    /// `Disconnected` (end of stream), or `Again` (a retry budget ran out: look again).
+    pub(super) fn poll_msg(&mut self) -> Result<Taken, NoSlot> {
         match self.try_take() {
-            Ok(t) => return Poll::Ready(Ok(t)),
-            Err(NoSlot::Corrupted(c)) => return Poll::Ready(Err(RecvError::Corrupted(c))),
-            Err(_) => {}
+            Err(NoSlot::Busy) => {}
+            r => return r,
         }
         if !self.h.peers_closed() {
-            return Poll::Pending;
+            return Err(NoSlot::Busy);
         }
         // Every sender is gone, after its last publish: look again, and skip positions that a
-        // departed sender claimed but never published.
-        loop {
+        // departed sender claimed but never published. A sound ring has at most one such
+        // position per sender endpoint, and never more than `slots` positions between `head`
+        // and the (now final) `tail`; the budget bounds the rounds whatever a peer writes.
+        for _ in 0..RETRY_BUDGET {
             match self.try_take() {
-                Ok(t) => return Poll::Ready(Ok(t)),
-                Err(NoSlot::Corrupted(c)) => return Poll::Ready(Err(RecvError::Corrupted(c))),
-                Err(_) => {}
+                Err(NoSlot::Busy) => {}
+                r => return r,
             }
             let ring = &self.h.ring;
             let ctrl = ring.ctrl();
             // SYNC POINT: Acquire pairs with the senders' Release compare-exchanges of `tail`.
-            let h = ctrl.head.head.load(Ordering::Acquire);
             let t = ctrl.tail.tail.load(Ordering::Acquire);
+            let h = ctrl.head.head.load(Ordering::Acquire);
             if t == h {
-                return Poll::Ready(Err(RecvError::Disconnected));
+                return Err(NoSlot::Disconnected);
             }
             if t < h {
                 let c = self.h.corrupt(Corruption::new("tail behind head", t));
-                return Poll::Ready(Err(RecvError::Corrupted(c)));
+                return Err(NoSlot::Corrupted(c));
+            }
+            if t - h > ring.slots || t >= MAX_INDEX {
+                // More claimed positions than slots: no sender ever claimed them.
+                let c = self
+                    .h
+                    .corrupt(Corruption::new("tail more than a ring ahead of head", t));
+                return Err(NoSlot::Corrupted(c));
             }
             // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
             match ring.meta(h).seq.compare_exchange(
@@ -512,9 +529,22 @@ impl Receiver {
                         "slot sequence out of range for the head",
                         cur,
                     ));
-                    return Poll::Ready(Err(RecvError::Corrupted(c)));
+                    return Err(NoSlot::Corrupted(c));
                 }
                 Err(_) => {}
+            }
+        }
+        Err(NoSlot::Again)
+    }
+
+    /// `poll_msg`, tried again while it runs out of its retry budget and `deadline` has not
+    /// passed; `Busy` once it has.
+    fn poll_until(&mut self, deadline: Deadline) -> Result<Taken, NoSlot> {
+        loop {
+            match self.poll_msg() {
+                Err(NoSlot::Again) if !deadline.expired() => {}
+                Err(NoSlot::Again) => return Err(NoSlot::Busy),
+                r => return r,
             }
         }
     }
@@ -600,14 +630,14 @@ impl Receiver {
     #[inline(never)]
     pub(super) fn try_recv_slow(&mut self) -> Result<Taken, TryRecvError> {
         match self.poll_msg() {
-            Poll::Ready(r) => r.map_err(Into::into),
-            Poll::Pending => {
-                check_peers(&self.h.ring, &mut self.h.ep.throttle);
-                match self.h.ep.truncated(&self.h.ring.storage) {
-                    Some(c) => Err(TryRecvError::Corrupted(c)),
-                    None => Err(TryRecvError::Empty),
-                }
-            }
+            Ok(t) => Ok(t),
+            Err(NoSlot::Busy) => match check_peers(&self.h.ring, &mut self.h.ep.throttle) {
+                Ok(()) => Err(TryRecvError::Empty),
+                Err(c) => Err(TryRecvError::Corrupted(self.h.corrupt(c))),
+            },
+            Err(NoSlot::Again) => Err(TryRecvError::Empty),
+            Err(NoSlot::Disconnected) => Err(TryRecvError::Disconnected),
+            Err(NoSlot::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
         }
     }
 
@@ -643,7 +673,7 @@ impl Receiver {
         &mut self,
         deadline: Deadline,
     ) -> Result<Taken, RecvTimeoutError> {
-        match self.poll_msg() {
+        match readiness(self.poll_until(deadline)) {
             Poll::Ready(r) => r.map_err(Into::into),
             Poll::Pending => self.recv_slow(deadline),
         }
@@ -661,14 +691,10 @@ impl Receiver {
             strategy,
             deadline,
             &mut stats,
-            || self.poll_msg(),
-            || {
-                check_peers(&ring, &mut clock);
-                // Last: the peer check may be the access that finds a truncation.
-                match ring.storage.truncation() {
-                    Some(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
-                    None => Poll::Pending,
-                }
+            || readiness(self.poll_until(deadline)),
+            || match check_peers(&ring, &mut clock) {
+                Ok(()) => Poll::Pending,
+                Err(c) => Poll::Ready(Err(RecvError::Corrupted(c))),
             },
         );
         self.h.ep.stats = stats;
@@ -677,6 +703,7 @@ impl Receiver {
             return Err(RecvTimeoutError::Corrupted(c));
         }
         match result {
+            Ok(Err(RecvError::Corrupted(c))) => Err(RecvTimeoutError::Corrupted(self.h.corrupt(c))),
             Ok(r) => r.map_err(Into::into),
             Err(_) => Err(RecvTimeoutError::Timeout),
         }
@@ -749,6 +776,16 @@ impl Receiver {
     /// ```
     pub fn close(mut self) {
         self.h.close();
+    }
+}
+
+/// What a waiter makes of `poll_msg`'s outcome.
+fn readiness(r: Result<Taken, NoSlot>) -> Poll<Result<Taken, RecvError>> {
+    match r {
+        Ok(t) => Poll::Ready(Ok(t)),
+        Err(NoSlot::Busy | NoSlot::Again) => Poll::Pending,
+        Err(NoSlot::Disconnected) => Poll::Ready(Err(RecvError::Disconnected)),
+        Err(NoSlot::Corrupted(c)) => Poll::Ready(Err(RecvError::Corrupted(c))),
     }
 }
 

@@ -5,13 +5,16 @@
 
 use std::time::Duration;
 
-use super::ring::{CLOSED, MAX_INDEX, Ring, Role, SKIP, TAG_RECV, TAG_SEND};
+use super::ring::{CLOSED, MAX_INDEX, RETRY_BUDGET, Ring, Role, SKIP, TAG_RECV, TAG_SEND};
+use crate::error::Corruption;
 use crate::geometry::MAX_ENDPOINTS;
 use crate::storage::EndpointStatus;
 use crate::sync::{Ordering, Throttle, fence};
 
 /// Closes `role`'s side if no endpoint of it is attached any more (shared rings). Safe to
-/// call any number of times, from anyone.
+/// call any number of times, from anyone. Gives up after [`RETRY_BUDGET`] failed
+/// compare-exchanges (a side word that changes that often is a peer's doing; an honest
+/// attacher that raced us is attached, and the scan then sees it).
 pub(super) fn close_side_if_last(ring: &Ring, role: Role) {
     let Some(h) = ring.registry() else { return };
     // Two last endpoints closing at once each store their CLOSED entry, then scan for the
@@ -20,7 +23,7 @@ pub(super) fn close_side_if_last(ring: &Ring, role: Role) {
     fence(Ordering::SeqCst);
     let ctrl = ring.ctrl();
     let side = role.side(ctrl);
-    loop {
+    for _ in 0..RETRY_BUDGET {
         // SYNC POINT: Acquire pairs with the Release compare-exchange of an attacher: if
         // we see its count, we see its ATTACHED entry in the scan below.
         let w = side.load(Ordering::Acquire);
@@ -103,21 +106,30 @@ pub(super) fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
 }
 
 /// Finishes the slots that dead endpoints left half done (see "Crash recovery" in the module
-/// docs). Returns whether it finished one.
-pub(super) fn recover_abandoned(ring: &Ring) -> bool {
+/// docs). Returns whether it finished one, or the corruption it found in `head` and `tail`
+/// (then it changes nothing).
+pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
     let ctrl = ring.ctrl();
     let mut done = false;
-    // A sender that claimed `head` and never published it.
     // SYNC POINT: Acquire on `head`/`tail` pairs with the claimers' Release
     // compare-exchanges: their claim records (stored before) are visible.
+    // `tail` first: a sender claims `p` only once the slot's previous lap `p - slots` was
+    // released, so `tail <= head + slots` at every moment, and `head` (which only grows)
+    // read afterwards is at least what it was then. More than that is a peer's forgery,
+    // which the loops below must not walk one position at a time.
+    let t = ctrl.tail.tail.load(Ordering::Acquire);
     let h = ctrl.head.head.load(Ordering::Acquire);
-    if h >= MAX_INDEX {
-        // Written by a peer; the handles report it as corruption.
-        return false;
+    if h >= MAX_INDEX || t >= MAX_INDEX {
+        return Err(Corruption::new("ring index out of range", h.max(t)));
     }
+    if t > h && t - h > ring.slots {
+        return Err(Corruption::new("tail more than a ring ahead of head", t));
+    }
+    // A sender that claimed `head` and never published it (`t > h`: the claim happened
+    // before we read `tail`, and `seq` read afterwards still says unpublished).
     let meta = ring.meta(h);
-    if meta.seq.load(Ordering::Acquire) == h
-        && ctrl.tail.tail.load(Ordering::Acquire) > h
+    if t > h
+        && meta.seq.load(Ordering::Acquire) == h
         && !claimer_alive(ring, h, TAG_SEND)
         // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
         && meta
@@ -129,8 +141,7 @@ pub(super) fn recover_abandoned(ring: &Ring) -> bool {
         done = true;
     }
     // A receiver that claimed the previous lap of `tail` and never released it.
-    let t = ctrl.tail.tail.load(Ordering::Acquire);
-    if t >= ring.slots && t < MAX_INDEX {
+    if t >= ring.slots {
         let prev = t - ring.slots;
         let meta = ring.meta(t);
         let s = meta.seq.load(Ordering::Acquire);
@@ -147,23 +158,28 @@ pub(super) fn recover_abandoned(ring: &Ring) -> bool {
             done = true;
         }
     }
-    done
+    Ok(done)
 }
 
 /// Shortest interval between two peer checks of one handle.
 pub(super) const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
-/// The slow-path peer check: reap dead endpoints, finish abandoned slots. Rate limited;
-/// a no-op for heap rings.
-pub(super) fn check_peers(ring: &Ring, clock: &mut Throttle) {
-    if ring.claims.is_none() || !clock.due() {
-        return;
-    }
-    reap_dead(ring);
-    // A dead process may have left one abandoned slot per handle it had.
-    for _ in 0..MAX_ENDPOINTS {
-        if !recover_abandoned(ring) {
-            break;
+/// The slow-path peer check: reap dead endpoints, finish abandoned slots (rate limited; not
+/// for heap rings), and see whether the object was truncated under the mapping. Fails with
+/// the corruption found (the caller records it).
+pub(super) fn check_peers(ring: &Ring, clock: &mut Throttle) -> Result<(), Corruption> {
+    if ring.claims.is_some() && clock.due() {
+        reap_dead(ring);
+        // A dead process may have left one abandoned slot per handle it had.
+        for _ in 0..MAX_ENDPOINTS {
+            if !recover_abandoned(ring)? {
+                break;
+            }
         }
+    }
+    // Last: the peer check may be the access that finds the object truncated.
+    match ring.storage.truncation() {
+        Some(c) => Err(c),
+        None => Ok(()),
     }
 }

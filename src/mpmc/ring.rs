@@ -22,6 +22,12 @@ pub(super) const SKIP: u64 = 1 << 63;
 /// Head and tail never reach this (2^62 messages); a larger value was written by a peer.
 /// Below it, `index + 1` and `seq + slots` cannot overflow.
 pub(super) const MAX_INDEX: u64 = 1 << 62;
+/// Rounds a claim loop (`Sender::try_claim`, `Receiver::try_take`, the skip loop after the
+/// senders left, a side-word compare-exchange) makes at most before it gives up for now.
+/// Each round needs an index or a sequence word to change under it: an honest ring takes a
+/// handful (contention between endpoints, a run of skipped positions), while a peer that
+/// keeps writing could keep the loop going for ever.
+pub(super) const RETRY_BUDGET: u32 = 1 << 12;
 /// Bit of a side word: the side is closed for good.
 pub(super) const CLOSED: u64 = 1;
 /// One attach in a side word (the counter sits above the `CLOSED` bit).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::handle::{Handle, NoSlot};
 use super::recovery::check_peers;
-use super::ring::{MAX_INDEX, Role, SKIP, TAG_SEND};
+use super::ring::{MAX_INDEX, RETRY_BUDGET, Role, SKIP, TAG_SEND};
 use crate::OpenOptions;
 use crate::config::MpmcConfig as Config;
 use crate::error::{
@@ -361,7 +361,8 @@ impl Sender {
             .map(|_| t)
     }
 
-    /// Tries to claim the slot at `tail`, without waiting. Returns the claimed position.
+    /// Tries to claim the slot at `tail`, without waiting. Returns the claimed position, or
+    /// `Again` after [`RETRY_BUDGET`] rounds that each found `tail` moved under it.
     pub(super) fn try_claim(&mut self) -> Result<u64, NoSlot> {
         if let Some(c) = self.h.ep.broken {
             return Err(NoSlot::Corrupted(c));
@@ -379,7 +380,15 @@ impl Sender {
         // on, so whoever sees `tail == t` sees that `seq` or a later one, never an older
         // value that would read as out of range (corruption).
         let mut t = ctrl.tail.tail.load(Ordering::Acquire);
+        let mut budget = RETRY_BUDGET;
         let bad = loop {
+            if budget == 0 {
+                if recorded {
+                    self.h.clear_record();
+                }
+                return Err(NoSlot::Again);
+            }
+            budget -= 1;
             if t >= MAX_INDEX {
                 // No ring ever gets there (2^62 messages): a peer wrote it.
                 if recorded {
@@ -476,8 +485,20 @@ impl Sender {
         self.check_size(len)?;
         match self.try_claim() {
             Ok(pos) => Ok(pos),
-            Err(NoSlot::Busy) => self.claim_slow(deadline),
+            Err(NoSlot::Busy | NoSlot::Again) => self.claim_slow(deadline),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `try_claim`, tried again while it runs out of its retry budget and `deadline` has not
+    /// passed; `Busy` once it has.
+    fn claim_until(&mut self, deadline: Deadline) -> Result<u64, NoSlot> {
+        loop {
+            match self.try_claim() {
+                Err(NoSlot::Again) if !deadline.expired() => {}
+                Err(NoSlot::Again) => return Err(NoSlot::Busy),
+                r => return r,
+            }
         }
     }
 
@@ -493,18 +514,14 @@ impl Sender {
             strategy,
             deadline,
             &mut stats,
-            || match self.try_claim() {
+            || match self.claim_until(deadline) {
                 Ok(pos) => Poll::Ready(Ok(pos)),
                 Err(NoSlot::Busy) => Poll::Pending,
                 Err(e) => Poll::Ready(Err(e.into())),
             },
-            || {
-                check_peers(&ring, &mut clock);
-                // Last: the peer check may be the access that finds a truncation.
-                match ring.storage.truncation() {
-                    Some(c) => Poll::Ready(Err(ClaimError::Corrupted(c))),
-                    None => Poll::Pending,
-                }
+            || match check_peers(&ring, &mut clock) {
+                Ok(()) => Poll::Pending,
+                Err(c) => Poll::Ready(Err(ClaimError::Corrupted(c))),
             },
         );
         self.h.ep.stats = stats;
@@ -513,19 +530,19 @@ impl Sender {
             return Err(ClaimError::Corrupted(c));
         }
         match result {
+            Ok(Err(ClaimError::Corrupted(c))) => Err(ClaimError::Corrupted(self.h.corrupt(c))),
             Ok(r) => r,
             Err(_) => Err(ClaimError::Timeout),
         }
     }
 
-    /// The slow-path peer check after a `try_` call found the ring full; returns what to
-    /// report: `Full`, or `Corrupted` if the ring's object was truncated.
+    /// The slow-path peer check after a `try_` call found the ring full: `Full`, unless the
+    /// check found the ring corrupted.
     #[cold]
     pub(super) fn check_after_busy(&mut self) -> ClaimError {
-        check_peers(&self.h.ring, &mut self.h.ep.throttle);
-        match self.h.ep.truncated(&self.h.ring.storage) {
-            Some(c) => ClaimError::Corrupted(c),
-            None => ClaimError::Full,
+        match check_peers(&self.h.ring, &mut self.h.ep.throttle) {
+            Ok(()) => ClaimError::Full,
+            Err(c) => ClaimError::Corrupted(self.h.corrupt(c)),
         }
     }
 

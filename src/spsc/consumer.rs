@@ -259,8 +259,12 @@ impl Consumer {
             // SYNC POINT: Acquire pairs with the producer's Release store of `tail` in
             // `Producer::publish`: the records before `tail` are fully written.
             let tail = self.ring.ctrl().producer.tail.load(Ordering::Acquire);
+            // Indices count modulo 2^64 (see the module docs): only their difference means
+            // anything, and it must be a whole number of records within one ring. (Our cached
+            // tail equals our head here, so a tail that went backwards reads as more than a
+            // ring ahead.)
             let used = tail.wrapping_sub(self.head);
-            if tail < self.tail_cache || used > self.ring.capacity || used % 8 != 0 {
+            if used > self.ring.capacity || used % 8 != 0 {
                 return Err(self.corrupt(Corruption::new("producer index out of range", tail)));
             }
             self.tail_cache = tail;
@@ -496,7 +500,9 @@ impl Consumer {
     }
 
     /// Hands up to `max` waiting messages to `f`, in order, without waiting, and releases
-    /// their space with a single index store. Returns how many messages were handled.
+    /// their space with a single index store. Returns how many messages were handled. One
+    /// call takes at most a ring's worth of bytes (what can be waiting at once), so a
+    /// producer that keeps sending cannot keep it going for ever.
     ///
     /// # Errors
     /// [`TryRecvError::Empty`] if no message was waiting, [`TryRecvError::Disconnected`] at
@@ -536,7 +542,10 @@ impl Consumer {
         let c = &mut *guard.consumer;
         let mut n = 0;
         let mut outcome = Ok(());
-        while n < max {
+        // At most one ring's worth of bytes per call: a producer that keeps publishing cannot
+        // keep us here for ever.
+        let cap = c.ring.capacity;
+        while n < max && c.head.wrapping_sub(start) < cap {
             match c.poll_record() {
                 Poll::Ready(Ok(p)) => {
                     // SAFETY: validated by `peek`; the record stays ours until `store_head`.

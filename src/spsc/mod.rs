@@ -24,8 +24,13 @@
 //! Releasing: the consumer stores the new `head` with Release after it is done with a record;
 //! the producer loads `head` with Acquire before it reuses that space.
 //!
+//! Indices count modulo 2^64: every comparison is on a wrapping difference (`tail - head`,
+//! the distance an index moved), never on the raw values, so a ring whose indices start near
+//! `u64::MAX` (as a peer may leave them) works across the wrap like any other.
+//!
 //! Everything read from shared memory is checked before use: `tail - head` must lie within
-//! `0..=capacity`, a record's length within the ring's maximum and within the published bytes,
+//! `0..=capacity` (and an index may only move forward from the copy we hold, never past the
+//! other side's), a record's length within the ring's maximum and within the published bytes,
 //! a padding record must end exactly at the end of the region. A violation is reported as
 //! [`Corruption`](crate::Corruption) and the handle stops using the ring; nothing is read or
 //! written outside the region.
@@ -130,5 +135,52 @@ mod tests {
         assert_eq!(it.next(), None);
         assert!(matches!(rx.try_iter().next(), Some(Err(_))));
         drop(tx);
+    }
+
+    /// Both indices left by a peer just below 2^64 (aligned, consistent): the ring works
+    /// across the wrap, and nothing overflows (a batch's `Debug` included).
+    #[test]
+    fn indices_near_the_top_wrap_cleanly() {
+        let config = Config::default().capacity_bytes(64);
+        let (p, c) = Ring::on_heap(&config).unwrap();
+        let start = u64::MAX - 31;
+        p.ctrl().producer.tail.store(start, Ordering::Relaxed);
+        p.ctrl().consumer.head.store(start, Ordering::Relaxed);
+        let mut tx = Producer::new(p, config.wait_strategy);
+        let mut rx = Consumer::new(c, config.wait_strategy);
+        for i in 0u8..20 {
+            {
+                let mut batch = tx.batch();
+                batch.try_send(&[i; 5]).unwrap();
+                assert!(format!("{batch:?}").contains("unpublished_bytes: 16"));
+            }
+            assert_eq!(rx.used_bytes(), 16);
+            assert_eq!(&*rx.try_recv().unwrap(), &[i; 5]);
+        }
+        // 20 records of 16 bytes from 2^64 - 32: the indices wrapped.
+        assert_eq!(tx.tail, 20 * 16 - 32);
+        assert_eq!(rx.try_recv().unwrap_err(), crate::TryRecvError::Empty);
+    }
+
+    /// A producer that keeps moving `tail` while `drain` runs (here: over records of the
+    /// previous lap) gets at most a ring's worth of messages taken per call.
+    #[test]
+    fn drain_takes_at_most_one_ring_per_call() {
+        let (mut tx, mut rx) = channel(&Config::default().capacity_bytes(64)).unwrap();
+        for i in 0u8..4 {
+            tx.send(&[i; 8]).unwrap();
+        }
+        let tail = &tx.ring.ctrl_detached().producer.tail;
+        let mut seen = 0;
+        let n = rx
+            .drain(10_000, |m| {
+                assert_eq!(m.len(), 8);
+                seen += 1;
+                // The forged tail stays within a ring of the consumer's private head.
+                tail.fetch_add(16, Ordering::Release);
+            })
+            .unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(seen, 4);
     }
 }

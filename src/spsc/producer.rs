@@ -75,12 +75,11 @@ impl Producer {
         let tail = ring.ctrl().producer.tail.load(Ordering::Acquire);
         let head_cache = ring.ctrl().consumer.head.load(Ordering::Acquire);
         // An opened ring's indices come from shared memory: check them before the first use
-        // (positions must be record aligned, and the used bytes within the capacity).
-        let broken = (tail % 8 != 0
-            || head_cache % 8 != 0
-            || head_cache > tail
-            || tail - head_cache > ring.capacity)
-            .then(|| Corruption::new("producer index out of range", tail));
+        // (positions must be record aligned, and the used bytes within the capacity; indices
+        // count modulo 2^64, so only their difference is checked).
+        let broken =
+            (tail % 8 != 0 || head_cache % 8 != 0 || tail.wrapping_sub(head_cache) > ring.capacity)
+                .then(|| Corruption::new("producer index out of range", tail));
         Producer {
             ring,
             tail,
@@ -346,8 +345,14 @@ impl Producer {
             // `Consumer::release`: the consumer is done with the bytes we are about to reuse.
             let order = weaken(cfg!(shmring_mutant = "relaxed_head"), Ordering::Acquire);
             let head = ctrl.consumer.head.load(order);
+            // Modulo 2^64, `head` may only have moved forward from our cached copy and not
+            // past what we published: the used bytes lie between the unpublished ones and
+            // the cached count (itself at most the capacity).
             let used = self.tail.wrapping_sub(head);
-            if head < self.head_cache || used > cap || used % 8 != 0 {
+            if used > self.tail.wrapping_sub(self.head_cache)
+                || used < self.tail.wrapping_sub(self.published)
+                || used % 8 != 0
+            {
                 return Err(NoSpace::Corrupted(
                     self.corrupt(Corruption::new("consumer index out of range", head)),
                 ));
@@ -820,7 +825,7 @@ impl fmt::Debug for Batch<'_> {
         f.debug_struct("Batch")
             .field(
                 "unpublished_bytes",
-                &(self.producer.tail - self.producer.published),
+                &self.producer.tail.wrapping_sub(self.producer.published),
             )
             .finish()
     }

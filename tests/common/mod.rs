@@ -91,6 +91,13 @@ pub const ROLE_VAR: &str = "SHMRING_TEST_ROLE";
 /// Starts this test binary again, running only the ignored test `entry`, with the given
 /// role and extra environment.
 pub fn spawn_child(entry: &str, role: &str, env: &[(&str, String)]) -> ChildProc {
+    let mut cmd = child_command(entry, role, env);
+    ChildProc(Some(cmd.spawn().expect("spawn child")))
+}
+
+/// The command `spawn_child` runs (stdin null, stdout and stderr piped), for a test that
+/// needs other pipes before it spawns the child into a [`ChildProc`].
+pub fn child_command(entry: &str, role: &str, env: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -107,7 +114,7 @@ pub fn spawn_child(entry: &str, role: &str, env: &[(&str, String)]) -> ChildProc
     for (k, v) in env {
         cmd.env(k, v);
     }
-    ChildProc(Some(cmd.spawn().expect("spawn child")))
+    cmd
 }
 
 /// Reads a required environment variable in a child.
