@@ -510,3 +510,99 @@ fn is_disconnected_notices_a_sender_killed_without_closing() {
         Err(TryRecvError::Disconnected)
     ));
 }
+
+/// The 64-bit word at `offset` of a mapping.
+fn dword_at(map: &memmap2::MmapMut, offset: usize) -> &std::sync::atomic::AtomicU64 {
+    assert!(offset + 8 <= map.len() && offset % 8 == 0);
+    // SAFETY: in bounds and 8-byte aligned (checked above; the mapping is page aligned); the
+    // control block's words are atomics in every process that maps the ring.
+    unsafe {
+        &*map
+            .as_ptr()
+            .add(offset)
+            .cast::<std::sync::atomic::AtomicU64>()
+    }
+}
+
+/// Offset of the MPMC control block's `tail` (the control block follows the header page).
+const TAIL: usize = 4096;
+/// Offset of the MPMC control block's `head`.
+const HEAD: usize = 4096 + 128;
+
+#[test]
+fn a_rewound_tail_never_lends_one_slot_twice_in_a_process() {
+    let name = RingName::new("mpmc-rewound");
+    let mut tx = mpmc::Sender::create(
+        name.as_str(),
+        shmring::mpmc::Config::default()
+            .slots(2)
+            .max_message_bytes(48),
+    )
+    .unwrap();
+    let mut tx2 = tx.try_clone().unwrap();
+    let map = map_object(&name);
+    let tail = dword_at(&map, TAIL);
+
+    // tx holds a grant on position 0's slot; a peer rewinds `tail` to 0, so that slot reads
+    // as free for position 0 again (its `seq` still says so: it is claimed, unpublished).
+    let mut g = tx.reserve(8).unwrap();
+    g.copy_from_slice(b"original");
+    assert_eq!(tail.load(Ordering::Acquire), 1);
+    tail.store(0, Ordering::Release);
+
+    // The clone shares the mapping: claiming the slot again would alias the grant.
+    match tx2.try_reserve(8) {
+        Err(TrySendError::Corrupted { what, .. }) => {
+            assert!(what.what.contains("claimed twice"), "{what}")
+        }
+        other => panic!("expected Corrupted, got {:?}", other.map(|g| g.len())),
+    }
+    assert_eq!(&g[..], b"original", "the grant's bytes are untouched");
+    drop(g);
+}
+
+#[test]
+fn a_rewound_head_never_lends_one_message_twice_in_a_process() {
+    let name = RingName::new("mpmc-rewound-head");
+    let mut tx = mpmc::Sender::create(
+        name.as_str(),
+        shmring::mpmc::Config::default()
+            .slots(2)
+            .max_message_bytes(48),
+    )
+    .unwrap();
+    let mut rx = mpmc::Receiver::open(name.as_str()).unwrap();
+    let mut rx2 = rx.try_clone().unwrap();
+    let map = map_object(&name);
+    let head = dword_at(&map, HEAD);
+    tx.send(b"once").unwrap();
+    let m = rx.recv().unwrap();
+    assert_eq!(head.load(Ordering::Acquire), 1);
+    // A peer rewinds `head`: the held message's slot reads as published for position 0.
+    head.store(0, Ordering::Release);
+    assert!(matches!(rx2.try_recv(), Err(TryRecvError::Corrupted(_))));
+    assert_eq!(&*m, b"once");
+}
+
+#[test]
+fn separately_opened_handles_and_lone_handles_are_not_refused() {
+    // Two senders of one process that opened the ring separately map it separately; one
+    // handle alone never lends a slot twice. Both keep working normally.
+    let name = RingName::new("mpmc-separate");
+    let mut tx = mpmc::Sender::create(
+        name.as_str(),
+        shmring::mpmc::Config::default()
+            .slots(4)
+            .max_message_bytes(48),
+    )
+    .unwrap();
+    let mut tx2 = mpmc::Sender::open(name.as_str()).unwrap();
+    let mut rx = mpmc::Receiver::open(name.as_str()).unwrap();
+    let mut rx2 = rx.try_clone().unwrap();
+    for round in 0..20u8 {
+        tx.send(&[round]).unwrap();
+        tx2.send(&[round]).unwrap();
+        assert_eq!(&*rx.recv().unwrap(), &[round]);
+        assert_eq!(&*rx2.recv().unwrap(), &[round]);
+    }
+}

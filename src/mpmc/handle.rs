@@ -54,12 +54,38 @@ impl Handle {
         strategy: WaitStrategy,
     ) -> Handle {
         let record = entry.and_then(|e| ring.claim_line(e)).map(NonNull::from);
+        if let Some(lent) = &ring.lent {
+            lent.handles
+                .fetch_add(1, crate::sync::shared::Ordering::Relaxed);
+        }
         Handle {
             ring,
             role,
             entry,
             record,
             ep: EndpointState::new(strategy, PEER_CHECK_INTERVAL),
+        }
+    }
+
+    /// Marks the slot of the just-claimed position `pos` as lent out by this process (see
+    /// `Lent`). Fails, recording the corruption, if another handle of this process holds it:
+    /// only forged shared memory can make two claims meet there.
+    #[inline]
+    pub(super) fn lend(&mut self, pos: u64) -> Result<(), Corruption> {
+        match &self.ring.lent {
+            Some(lent) if !lent.lend(self.ring.index(pos)) => Err(self.corrupt(Corruption::new(
+                "a slot claimed twice in this process (forged tail or sequence)",
+                pos,
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives back the slot of position `pos` (published, abandoned or released).
+    #[inline]
+    pub(super) fn give_back(&self, pos: u64) {
+        if let Some(lent) = &self.ring.lent {
+            lent.give_back(self.ring.index(pos));
         }
     }
 
@@ -174,6 +200,10 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.close();
+        if let Some(lent) = &self.ring.lent {
+            lent.handles
+                .fetch_sub(1, crate::sync::shared::Ordering::Relaxed);
+        }
     }
 }
 

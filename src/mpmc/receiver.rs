@@ -355,6 +355,8 @@ impl Receiver {
             self.bad_length(h, len);
             return None;
         }
+        // A refusal is recorded as corruption; `try_take` reports it.
+        self.h.lend(h).ok()?;
         Some(Taken {
             pos: h,
             len: len as usize,
@@ -435,6 +437,9 @@ impl Receiver {
                 let len = meta.len.load(Ordering::Relaxed);
                 if u64::from(len) > ring.max_message {
                     return Err(NoSlot::Corrupted(self.bad_length(h, len)));
+                }
+                if let Err(c) = self.h.lend(h) {
+                    return Err(NoSlot::Corrupted(c));
                 }
                 return Ok(Taken {
                     pos: h,
@@ -559,6 +564,7 @@ impl Receiver {
             .seq
             .store(pos + ring.slots, Ordering::Release);
         ring.ctrl().wait.writable.notify();
+        self.h.give_back(pos);
     }
 
     #[inline]
@@ -791,6 +797,17 @@ fn readiness(r: Result<Taken, NoSlot>) -> Poll<Result<Taken, RecvError>> {
 
 /// A received message, still in its slot. Derefs to its payload; the slot is released to
 /// the senders when the guard is dropped.
+///
+/// # Reading a message from a peer you do not trust
+///
+/// The bytes are read in place, in memory the other process can write. A peer that follows
+/// the protocol never touches them until they are released, and then `Deref` (a `&[u8]`) is
+/// all you need. A peer that does not follow it can change them while you look: a value you
+/// checked may differ when you use it. For such a peer, copy the message out first with
+/// [`copy_to`](Message::copy_to) or [`to_vec_volatile`](Message::to_vec_volatile) (volatile
+/// reads, as rust-vmm's `vm-memory` reads guest memory) and validate and use the copy. The
+/// ring itself never trusts these bytes: only the lengths and indices it checked decide where
+/// it reads and writes.
 #[must_use = "dropping the message releases its slot"]
 pub struct Message<'a> {
     pub(super) receiver: &'a mut Receiver,
@@ -801,6 +818,44 @@ pub struct Message<'a> {
 impl fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message").field("len", &self.len()).finish()
+    }
+}
+
+impl Message<'_> {
+    /// Copies the message into `dst` with volatile reads (see "Reading a message from a
+    /// peer you do not trust") and returns how many bytes were copied: the message's length,
+    /// or `dst.len()` if that is shorter.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
+    /// tx.send(b"snapshot")?;
+    /// let msg = rx.recv()?;
+    /// let mut buf = [0u8; 64];
+    /// let n = msg.copy_to(&mut buf);
+    /// assert_eq!(&buf[..n], b"snapshot");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.data.len());
+        // SAFETY: the payload lies inside the mapping (validated when it was received), which
+        // stays mapped while this guard borrows the handle; `n` is within it.
+        unsafe { crate::sync::region::copy_out_volatile(self.data.cast(), &mut dst[..n]) };
+        n
+    }
+
+    /// The message copied into a new `Vec` with volatile reads (see "Reading a message from
+    /// a peer you do not trust").
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
+    /// tx.send(b"owned")?;
+    /// assert_eq!(rx.recv()?.to_vec_volatile(), b"owned");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_vec_volatile(&self) -> Vec<u8> {
+        let mut v = vec![0; self.data.len()];
+        self.copy_to(&mut v);
+        v
     }
 }
 

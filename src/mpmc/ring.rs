@@ -213,6 +213,59 @@ pub(super) struct Ring {
     /// the header. 0 for heap rings, which have no registry.
     pub(super) registry_len: usize,
     pub(super) storage: Storage,
+    /// What this process has lent out of a shared mapping (see [`Lent`]); `None` for heap
+    /// rings, whose memory only their own handles write.
+    pub(super) lent: Option<std::sync::Arc<Lent>>,
+}
+
+/// The slots that the handles of this process sharing one mapping have claimed and not yet
+/// given back (a grant being written, a message being read).
+///
+/// A ring whose shared memory is forged (a rewound `tail`, a slot's `seq` set back) can make
+/// two handles of one process claim the same slot, and a safe API would then hand out two
+/// live references to the same bytes, one of them `&mut`. Every claim of a handle of a
+/// mapping that more than one handle uses marks the slot here first and fails as corrupted
+/// if it is marked already; publishing, abandoning or releasing clears the mark. A mapping
+/// used by one handle needs no marks: the handle's `&mut self` and its one outstanding
+/// grant or message already rule it out (the second handle can only be made, by
+/// `try_clone`, while the first lends nothing out). Handles that open a ring separately map
+/// it separately: their references never share addresses.
+#[derive(Debug)]
+pub(super) struct Lent {
+    /// Handles of this process using this mapping.
+    pub(super) handles: crate::sync::shared::AtomicUsize,
+    /// One mark per slot.
+    marks: Box<[crate::sync::shared::AtomicBool]>,
+}
+
+impl Lent {
+    pub(super) fn new(slots: u64) -> Lent {
+        Lent {
+            handles: crate::sync::shared::AtomicUsize::new(0),
+            marks: (0..slots)
+                .map(|_| crate::sync::shared::AtomicBool::new(false))
+                .collect(),
+        }
+    }
+
+    /// Marks slot `i` lent; `false` if it was lent already (forged shared memory).
+    #[inline]
+    pub(super) fn lend(&self, i: usize) -> bool {
+        if self.handles.load(crate::sync::shared::Ordering::Relaxed) <= 1 {
+            return true;
+        }
+        self.marks
+            .get(i)
+            .is_some_and(|m| !m.swap(true, crate::sync::shared::Ordering::Acquire))
+    }
+
+    /// Clears slot `i`'s mark.
+    #[inline]
+    pub(super) fn give_back(&self, i: usize) {
+        if let Some(m) = self.marks.get(i) {
+            m.store(false, crate::sync::shared::Ordering::Release);
+        }
+    }
 }
 
 impl Ring {
@@ -308,6 +361,7 @@ pub(super) fn on_heap(config: &Config) -> Result<Ring, OpenError> {
         claims: None,
         registry_len: 0,
         storage: parts.storage,
+        lent: None,
     })
 }
 
@@ -338,6 +392,7 @@ pub(super) fn in_shm(m: &Mapped) -> Ring {
         // Validated by `Geometry::new`: 1..=MAX_ENDPOINTS.
         registry_len: (g.endpoint_count as usize).min(MAX_ENDPOINTS),
         storage: m.storage(),
+        lent: Some(std::sync::Arc::new(Lent::new(g.capacity))),
     }
 }
 

@@ -357,8 +357,9 @@ impl Sender {
         ctrl.tail
             .tail
             .compare_exchange(t, t + 1, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| t)
+            .ok()?;
+        // A refusal is recorded as corruption; `try_claim` reports it.
+        self.h.lend(t).ok().map(|()| t)
     }
 
     /// Tries to claim the slot at `tail`, without waiting. Returns the claimed position, or
@@ -410,7 +411,12 @@ impl Sender {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => return Ok(t),
+                    Ok(_) => {
+                        return match self.h.lend(t) {
+                            Ok(()) => Ok(t),
+                            Err(c) => Err(NoSlot::Corrupted(c)),
+                        };
+                    }
                     Err(cur) => {
                         t = cur;
                         continue;
@@ -562,6 +568,7 @@ impl Sender {
         );
         meta.seq.store(pos + 1, order);
         ring.ctrl().wait.readable.notify();
+        self.h.give_back(pos);
     }
 
     /// Gives up the claimed position `pos`: receivers skip it.
@@ -573,6 +580,7 @@ impl Sender {
             .seq
             .store((pos + 1) | SKIP, Ordering::Release);
         ring.ctrl().wait.readable.notify();
+        self.h.give_back(pos);
     }
 
     #[inline]

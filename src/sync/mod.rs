@@ -19,11 +19,12 @@ pub(crate) use time::{Deadline, Throttle};
 /// refuse to be created in one: loom's atomics cannot live in a mapping.
 pub(crate) const MODEL_CHECKING: bool = cfg!(loom);
 
-/// Atomics for words in memory that other processes write and that no loom model covers
-/// (the header page and its endpoint table): always the real ones, whose layout is the plain
-/// integer's, so that they can be placed in a mapping in every build.
+/// Atomics for words that no loom model covers: those in memory other processes write (the
+/// header page and its endpoint table), and this process's bookkeeping of shared mappings.
+/// Always the real ones, whose layout is the plain integer's, so that they can be placed in a
+/// mapping in every build.
 pub(crate) mod shared {
-    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 
 /// The mutant switches of `loom-tests/mutants.sh`: each returns the weakened ordering when

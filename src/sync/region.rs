@@ -147,6 +147,29 @@ impl Region {
     }
 }
 
+/// Copies `src.len()` bytes that another process may be writing right now into `dst`
+/// (`dst.len() == src.len()`), with volatile reads (eight bytes at a time), so that the
+/// compiler assumes nothing about them: what lands in `dst` is a snapshot the caller owns,
+/// which stays put while it is validated and used.
+///
+/// # Safety
+/// `src` must be valid for reads of `len` bytes for the duration of the call (a mapping that
+/// stays mapped; its contents may change).
+pub(crate) unsafe fn copy_out_volatile(src: NonNull<u8>, dst: &mut [u8]) {
+    let n = dst.len();
+    let words = n / 8;
+    for i in 0..words {
+        // SAFETY: `i * 8 + 8 <= n`, inside the source (caller contract); `[u8; 8]` has
+        // alignment 1, so any address is fine.
+        let w = unsafe { src.as_ptr().add(i * 8).cast::<[u8; 8]>().read_volatile() };
+        dst[i * 8..i * 8 + 8].copy_from_slice(&w);
+    }
+    for (i, b) in dst.iter_mut().enumerate().skip(words * 8) {
+        // SAFETY: `i < n`, inside the source (caller contract).
+        *b = unsafe { src.as_ptr().add(i).read_volatile() };
+    }
+}
+
 /// Copies a message into its place in the ring (`dst.len() == src.len()`). Messages of 8 to
 /// 16 bytes, the most common small size, are moved with two overlapping 8-byte copies
 /// inline instead of a call to `memcpy`.
@@ -174,6 +197,20 @@ mod tests {
                 dst[..3].iter().chain(&dst[3 + n..]).all(|&b| b == 0),
                 "length {n}"
             );
+        }
+    }
+
+    #[test]
+    fn copy_out_volatile_copies_every_length_and_offset_exactly() {
+        let src: Vec<u8> = (1..=48).collect();
+        for off in 0..8 {
+            for n in 0..=40 {
+                let mut dst = vec![0u8; n];
+                let from = std::ptr::NonNull::from(&src[off]);
+                // SAFETY: `off + n <= 48`: inside `src`, which lives through the call.
+                unsafe { super::copy_out_volatile(from, &mut dst) };
+                assert_eq!(dst, &src[off..off + n], "offset {off}, length {n}");
+            }
         }
     }
 }
