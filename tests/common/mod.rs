@@ -202,3 +202,4 @@ pub fn fork_and_wait(child: impl FnOnce()) {
         }
     }
 }
+pub mod procs;
