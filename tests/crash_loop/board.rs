@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::fs::Mode;
 use rustix::shm;
 
+use super::common::RingName;
+
 /// Word indexes of a slot. What the child is doing: one of the phases below.
 pub(crate) const PHASE: usize = 0;
 /// The child's thread id (the one that uses the ring), for `/proc/<pid>/task/<tid>/wchan`.
@@ -71,52 +73,45 @@ pub(crate) const PHASES: [&str; 11] = [
 /// the test fails).
 pub(crate) struct Board {
     name: String,
+    /// The creator's hold on the name.
+    _owned: Option<RingName>,
     map: memmap2::MmapRaw,
     slots: usize,
-    owner: bool,
     _fd: OwnedFd,
 }
 
 impl Board {
     /// Creates a board named after this process, `test` and a counter.
     pub(crate) fn create(test: &str, slots: usize) -> Board {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "/shmring-test-board-{test}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        // Unlinked when `owned` is dropped, even if sizing or mapping fails.
+        let owned = RingName::new(test);
         let fd = shm::open(
-            name.as_str(),
+            owned.as_str(),
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
             Mode::from_bits_truncate(0o600),
         )
         .expect("create board");
-        // Unlinked by the guard until the board owns the name, even if sizing or mapping fails.
-        let guard = Unlink(name.clone());
         rustix::fs::ftruncate(&fd, (slots * SLOT_WORDS * 8) as u64).expect("size board");
-        let board = Board::map(name, fd, slots, true);
-        std::mem::forget(guard);
-        board
+        Board::map(owned.0.clone(), Some(owned), fd, slots)
     }
 
     /// Opens the board of the test that started this child.
     pub(crate) fn open(name: &str) -> Board {
         let fd = shm::open(name, shm::OFlags::RDWR, Mode::empty()).expect("open board");
         let len = rustix::fs::fstat(&fd).expect("fstat board").st_size as usize;
-        Board::map(name.to_string(), fd, len / (SLOT_WORDS * 8), false)
+        Board::map(name.to_string(), None, fd, len / (SLOT_WORDS * 8))
     }
 
-    fn map(name: String, fd: OwnedFd, slots: usize, owner: bool) -> Board {
+    fn map(name: String, owned: Option<RingName>, fd: OwnedFd, slots: usize) -> Board {
         let map = memmap2::MmapOptions::new()
             .len(slots * SLOT_WORDS * 8)
             .map_raw(&fd)
             .expect("map board");
         Board {
             name,
+            _owned: owned,
             map,
             slots,
-            owner,
             _fd: fd,
         }
     }
@@ -137,23 +132,6 @@ impl Board {
             )
         };
         Slot(words)
-    }
-}
-
-impl Drop for Board {
-    fn drop(&mut self) {
-        if self.owner {
-            let _ = shm::unlink(self.name.as_str());
-        }
-    }
-}
-
-/// Unlinks a name when dropped.
-struct Unlink(String);
-
-impl Drop for Unlink {
-    fn drop(&mut self) {
-        let _ = shm::unlink(self.0.as_str());
     }
 }
 
