@@ -344,6 +344,8 @@ fn killed_peer_in_pid_namespace(ns: Procfs) {
     // Let the blocked calls go to sleep on their futex and the pollers look a few times.
     std::thread::sleep(Duration::from_millis(300));
     *kill_at.lock().unwrap() = Some(Instant::now());
+    // (`unshare` may then print "sigprocmask unblock failed": it tries to die of its child's
+    // signal, which SIGKILL does not allow. Harmless.)
     inner.sigkill();
     assert!(inner.exited_within(NOTICE), "the peer did not die");
     for line in join_all(handles) {
