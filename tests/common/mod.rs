@@ -209,3 +209,4 @@ pub fn fork_and_wait(child: impl FnOnce()) {
         }
     }
 }
+pub mod procs;
