@@ -3,7 +3,7 @@
 //! receiver holding a message, disconnect in both directions, and the registry limit.
 //!
 //! Child processes are this test binary re-executed on the ignored test `mpmc_child`, with
-//! `MPMC_CHILD_ROLE` (and friends) in the environment saying what to do.
+//! `SHMRING_TEST_ROLE` (and friends) in the environment saying what to do.
 
 mod common;
 
@@ -11,7 +11,7 @@ use common::RingName;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -54,15 +54,9 @@ struct Kid {
 }
 
 fn spawn(role: &str, env: &[(&str, String)]) -> Kid {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(exe);
-    cmd.args(["mpmc_child", "--exact", "--nocapture", "--ignored"])
-        .env("MPMC_CHILD_ROLE", role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = common::child_command("mpmc_child", role, env);
+    // The child's stdout is read line by line below; its stderr goes straight to ours.
+    cmd.stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn child");
     let out = child.stdout.take().expect("child stdout");
     let (tx, lines) = mpsc::channel();
@@ -224,7 +218,7 @@ fn drain(rx: &mut mpmc::Receiver) -> Vec<(u64, u64)> {
 #[test]
 #[ignore = "child process of the other tests"]
 fn mpmc_child() {
-    let Ok(role) = std::env::var("MPMC_CHILD_ROLE") else {
+    let Ok(role) = std::env::var(common::ROLE_VAR) else {
         return;
     };
     let name = std::env::var("MPMC_NAME").expect("MPMC_NAME");

@@ -211,44 +211,6 @@ fn word_at(map: &memmap2::MmapMut, offset: usize) -> &AtomicU32 {
     unsafe { &*map.as_ptr().add(offset).cast::<AtomicU32>() }
 }
 
-/// A forked child, SIGKILLed (by its pid) and reaped when dropped.
-struct Forked(libc::pid_t);
-
-impl Forked {
-    /// Forks; the child runs `child`, which may only use atomics and async-signal-safe
-    /// calls (the test process has other threads), then exits with `_exit(0)`.
-    fn spawn(child: impl FnOnce()) -> Forked {
-        // SAFETY: the child only runs `child`, which keeps to atomics and async-signal-safe
-        // calls, and ends with `_exit` (or is killed), never touching the parent's locks.
-        match unsafe { libc::fork() } {
-            -1 => panic!("fork failed"),
-            0 => {
-                child();
-                // SAFETY: ends the child without running the parent's atexit handlers.
-                unsafe { libc::_exit(0) }
-            }
-            pid => Forked(pid),
-        }
-    }
-
-    fn kill_and_reap(&mut self) {
-        if self.0 > 0 {
-            // SAFETY: signals and waits for our own child, by its pid.
-            unsafe {
-                libc::kill(self.0, libc::SIGKILL);
-                libc::waitpid(self.0, std::ptr::null_mut(), 0);
-            }
-            self.0 = 0;
-        }
-    }
-}
-
-impl Drop for Forked {
-    fn drop(&mut self) {
-        self.kill_and_reap();
-    }
-}
-
 /// Takes entry `slot`'s liveness lock (an OFD write lock on byte 2^40 + 1 + slot) on a new
 /// open file description of the object at `path`, as an attaching endpoint does. Only
 /// async-signal-safe calls: usable in a forked child. The description stays open (and the
@@ -300,7 +262,7 @@ fn an_entry_taken_by_an_attacher_killed_before_attaching_is_reclaimed() {
     // description of its own, then one compare-exchange that puts its pid in the state
     // word), then stops there, as if killed right after.
     let path = std::ffi::CString::new(format!("/dev/shm{}", name.as_str())).unwrap();
-    let mut child = Forked::spawn(|| {
+    let mut child = common::procs::Forked::start(|| {
         // SAFETY: getpid is async-signal-safe.
         let pid = unsafe { libc::getpid() } as u32;
         if hold_entry_lock(&path, 1)
@@ -319,7 +281,7 @@ fn an_entry_taken_by_an_attacher_killed_before_attaching_is_reclaimed() {
             }
         }
     });
-    let taking = (child.0 as u32) << 8 | EP_TAKING;
+    let taking = child.pid() << 8 | EP_TAKING;
     let start = Instant::now();
     while state.load(Ordering::Acquire) != taking {
         assert!(

@@ -393,6 +393,11 @@ impl Forked {
         Forked(pid)
     }
 
+    /// The child's pid (0 once reaped).
+    pub fn pid(&self) -> u32 {
+        self.0 as u32
+    }
+
     pub fn kill_and_reap(&mut self) {
         if self.0 > 0 {
             // SAFETY: signals and reaps our own child, by pid, which it still is (not reaped).
