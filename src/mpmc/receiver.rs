@@ -558,13 +558,15 @@ impl Receiver {
     #[inline]
     pub(super) fn release(&self, pos: u64) {
         let ring = &self.h.ring;
+        // Before the store that hands the slot over: a sender of this process may claim it
+        // the moment it reads as free.
+        self.h.give_back(pos);
         // SYNC POINT: Release pairs with the senders' Acquire load of `seq` in
         // `Sender::try_claim`: we are done reading before the slot is rewritten.
         ring.meta(pos)
             .seq
             .store(pos + ring.slots, Ordering::Release);
         ring.ctrl().wait.writable.notify();
-        self.h.give_back(pos);
     }
 
     #[inline]

@@ -225,7 +225,9 @@ pub(super) struct Ring {
 /// two handles of one process claim the same slot, and a safe API would then hand out two
 /// live references to the same bytes, one of them `&mut`. Every claim of a handle of a
 /// mapping that more than one handle uses marks the slot here first and fails as corrupted
-/// if it is marked already; publishing, abandoning or releasing clears the mark. A mapping
+/// if it is marked already; publishing, abandoning or releasing clears the mark, just before
+/// the store of `seq` that hands the slot to the next claimer (after it, a handle of this
+/// process may claim the slot at once and would find it still marked). A mapping
 /// used by one handle needs no marks: the handle's `&mut self` and its one outstanding
 /// grant or message already rule it out (the second handle can only be made, by
 /// `try_clone`, while the first lends nothing out). Handles that open a ring separately map

@@ -559,6 +559,9 @@ impl Sender {
         ring.region.track_write(ring.payload(pos), len);
         let meta = ring.meta(pos);
         meta.len.store(len as u32, Ordering::Relaxed);
+        // Before the store that hands the slot over: a receiver of this process may claim it
+        // the moment it reads as full.
+        self.h.give_back(pos);
         // SYNC POINT: Release pairs with the receivers' Acquire load of `seq` in
         // `Receiver::try_take`: the length and payload are visible before the slot reads as
         // full.
@@ -568,19 +571,19 @@ impl Sender {
         );
         meta.seq.store(pos + 1, order);
         ring.ctrl().wait.readable.notify();
-        self.h.give_back(pos);
     }
 
     /// Gives up the claimed position `pos`: receivers skip it.
     #[cold]
     pub(super) fn abandon(&mut self, pos: u64) {
         let ring = &self.h.ring;
+        // Before the hand-over, as in `publish`.
+        self.h.give_back(pos);
         // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
         ring.meta(pos)
             .seq
             .store((pos + 1) | SKIP, Ordering::Release);
         ring.ctrl().wait.readable.notify();
-        self.h.give_back(pos);
     }
 
     #[inline]
