@@ -14,10 +14,11 @@
 # it, so the table in README.md is checked, not just claimed. A mutant that does not compile
 # fails this script; it never counts as caught.
 #
-# Each mutant also has a scope: the test files (`spsc_*`, `mpmc_*`, or all) whose models run
-# the code it changes. A mutant of spsc.rs cannot change what an MPMC model does, nor the
-# reverse, so only the models in scope are built and run; the waiter's mutants run against
-# every model.
+# Each mutant also has a scope: the test files (`spsc_*`, `mpmc_*`, `mpmc_registry`, or all)
+# whose models run the code it changes. A mutant of spsc.rs cannot change what an MPMC model
+# does, nor the reverse, so only the models in scope are built and run; the waiter's mutants
+# run against every model, and those of the registry code (which only rings with a registry
+# run) against the models of `mpmc_registry.rs`.
 #
 # Environment: LOOM_MAX_PREEMPTIONS (default 3), MUTANTS (space-separated subset to run),
 # MODEL_TIMEOUT (seconds per model run, default 600).
@@ -48,6 +49,12 @@ declare -A expected=(
     [mpmc_empty_off_by_one]="mpmc_delivery::one_sender_two_receivers_wrap"
     [mpmc_close_off_by_one]="mpmc_close::clones_gone_while_others_stay_do_not_disconnect"
     [relaxed_close]="spsc_close::consumer_polling_sees_close_after_last_message"
+    [mpmc_relaxed_side_close]="mpmc_registry::senders_close_on_two_threads_while_receiver_polls"
+    [mpmc_no_close_fence]="mpmc_registry::last_two_senders_close_at_once"
+    [mpmc_claimer_unseen]="mpmc_registry::live_slow_sender_keeps_its_slot"
+    [mpmc_relaxed_claim_tail]="mpmc_delivery::sender_sees_the_lap_behind_tail"
+    [mpmc_relaxed_claim_head]="mpmc_delivery::receiver_sees_the_lap_behind_head"
+    [mpmc_relaxed_tail_load]="mpmc_delivery::sender_sees_the_lap_behind_tail"
 )
 # mutant -> the test files whose models run the mutated code (a cargo `--test` pattern).
 declare -A scope=(
@@ -62,10 +69,18 @@ declare -A scope=(
     [mpmc_empty_off_by_one]="mpmc_*"
     [mpmc_close_off_by_one]="mpmc_*"
     [relaxed_close]="spsc_*"
+    [mpmc_relaxed_side_close]="mpmc_registry"
+    [mpmc_no_close_fence]="mpmc_registry"
+    [mpmc_claimer_unseen]="mpmc_registry"
+    [mpmc_relaxed_claim_tail]="mpmc_*"
+    [mpmc_relaxed_claim_head]="mpmc_*"
+    [mpmc_relaxed_tail_load]="mpmc_*"
 )
 all="relaxed_tail relaxed_head no_recheck skip_wake full_off_by_one"
 all+=" mpmc_relaxed_publish mpmc_relaxed_take mpmc_full_off_by_one mpmc_empty_off_by_one"
 all+=" mpmc_close_off_by_one relaxed_close"
+all+=" mpmc_relaxed_side_close mpmc_no_close_fence mpmc_claimer_unseen"
+all+=" mpmc_relaxed_claim_tail mpmc_relaxed_claim_head mpmc_relaxed_tail_load"
 read -r -a mutants <<<"${MUTANTS:-$all}"
 
 status=0

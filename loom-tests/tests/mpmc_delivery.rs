@@ -10,6 +10,19 @@
 //! receiver, or the sender and a receiver), so most models have two threads. The one model
 //! with three threads has a single operation per spawned thread and a preemption bound capped
 //! at 2.
+//!
+//! The last two models are about laps: an endpoint that sees `tail` (or `head`) at a
+//! position sees the slot's sequence word of the lap behind it, never of an older lap, which
+//! would read as corruption. A sender at `tail == t` expects the slot free for `t`, or still
+//! busy with the previous lap (`t - slots`: claimed, or published and not yet received); a
+//! receiver at `head == h` expects the message of `h`, or the slot still busy with the
+//! previous lap. What rules out an older value is the chain of Acquire loads and AcqRel
+//! compare-exchanges on the index: whoever claimed the previous lap saw its slot's `seq`
+//! before it moved the index on, so whoever sees the moved index sees that `seq` too. In these
+//! models one thread moves the index two laps on while the other, synchronised with none of
+//! it, makes one call, whose view of the slot comes from the index alone. A 2-slot ring needs
+//! four claims for a sender's older lap to exist (the slots start free for the first lap),
+//! two for a receiver's.
 
 #![cfg(loom)]
 
@@ -23,6 +36,8 @@ const B2: &[u8] = &[0xb2, 0xb2];
 const M1: &[u8] = &[0x11, 0x11, 0x11, 0x11];
 const M2: &[u8] = &[0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22];
 const M3: &[u8] = &[0x33];
+const LAP: [&[u8]; 4] = [&[0xc0; 3], &[0xc1; 5], &[0xc2; 2], &[0xc3; 7]];
+const LATE: &[u8] = &[0xdd; 4];
 
 /// Receives until end of stream, copying every message.
 fn drain(rx: &mut mpmc::Receiver) -> Vec<Vec<u8>> {
@@ -172,4 +187,90 @@ fn one_sender_two_receivers_wrap() {
         assert_exactly_once(&all, &[&[M1, M2, M3]]);
     });
     assert!(shared.count() > 0, "one receiver always took every message");
+}
+
+/// The main thread sends four messages through the two slots, receiving one whenever the
+/// ring is full (so `tail` reaches 4 and slot 0 has been through two laps), then closes and
+/// drains. The spawned sender makes one `try_reserve` (which goes straight to the claim
+/// loop) at any point, committing `LATE` if it gets a slot: at `tail == 4` it must find the
+/// ring full (or, once a message was received, free), never a slot of an older lap. Every
+/// message arrives once, the main thread's in order. Catches `mpmc_relaxed_tail_load` and
+/// `mpmc_relaxed_claim_tail`.
+///
+/// Bound capped at 1: the spawned sender's one call may come between any two of the main
+/// thread's dozen, which at 3 takes 578,000 executions (26 s); the case it is about needs no
+/// preemption at all (the spawned sender runs when the main thread waits for it to close),
+/// and the races of two senders are the models above.
+#[test]
+fn sender_sees_the_lap_behind_tail() {
+    model_bounded("sender_sees_the_lap_behind_tail", Some(1), || {
+        let (mut tx, mut rx) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
+        let mut tx_b = tx.try_clone().unwrap();
+        let other = thread::spawn(move || {
+            let sent = match tx_b.try_reserve(LATE.len()) {
+                Ok(mut g) => {
+                    g.copy_from_slice(LATE);
+                    g.commit(LATE.len()).unwrap();
+                    true
+                }
+                Err(TrySendError::Full(())) => false,
+                Err(e) => panic!("try_reserve failed: {e}"),
+            };
+            drop(tx_b);
+            sent
+        });
+        let mut got = Vec::new();
+        for m in LAP {
+            loop {
+                match tx.try_send(m) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(())) => got.push(rx.recv().unwrap().to_vec()),
+                    Err(e) => panic!("try_send failed: {e}"),
+                }
+            }
+        }
+        drop(tx);
+        got.extend(drain(&mut rx));
+        let late: &[&[u8]] = if other.join().unwrap() { &[LATE] } else { &[] };
+        assert_exactly_once(&got, &[&LAP[..], late]);
+        assert_in_order(&got, &[&LAP[..]]);
+    });
+}
+
+/// The main thread sends two messages and takes them with `try_recv` before it closes (so
+/// `head` reaches 2 and slot 0 has been through a lap), then drains. The spawned receiver
+/// makes one `try_recv` at any point: at `head == 2` it must find the ring empty or at end
+/// of stream, never a slot of an older lap. Each message arrives once. Catches
+/// `mpmc_relaxed_claim_head`.
+///
+/// The main thread closes only after its receives: closing fences (`fence(SeqCst)`), and
+/// loom, like C11, passes what a thread did before a fence on through any later store of
+/// it, `Relaxed` or not, which would order the slots' sequence words before `head`.
+#[test]
+fn receiver_sees_the_lap_behind_head() {
+    model("receiver_sees_the_lap_behind_head", || {
+        let (mut tx, mut rx) =
+            mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
+        let mut rx_b = rx.try_clone().unwrap();
+        let other = thread::spawn(move || match rx_b.try_recv().map(|m| m.to_vec()) {
+            Ok(m) => Some(m),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+            Err(e) => panic!("try_recv failed: {e}"),
+        });
+        tx.send(LAP[0]).unwrap();
+        tx.send(LAP[1]).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match rx.try_recv().map(|m| m.to_vec()) {
+                Ok(m) => got.push(m),
+                Err(TryRecvError::Empty) => {}
+                Err(e) => panic!("try_recv failed: {e}"),
+            }
+        }
+        drop(tx);
+        got.extend(drain(&mut rx));
+        got.extend(other.join().unwrap());
+        assert_exactly_once(&got, &[&LAP[..2]]);
+    });
 }

@@ -230,14 +230,15 @@ impl From<NoSlot> for ClaimError {
     }
 }
 
-/// Attaches a new endpoint of `role` to a shared ring: takes a registry entry (reaping dead
+/// Attaches a new endpoint of `role` to a ring with a registry (a shared ring, or the model
+/// ring of `__model`): takes a registry entry (reaping dead
 /// entries if the registry is full), clears the entry's claim record, and counts itself in
 /// its side word unless the side is closed.
 ///
 /// The side word is peer-writable: a counter that cannot take one more attach, or a word that
 /// keeps changing under the compare-exchange, is reported as corruption (and the entry given
 /// back) rather than overflowed or retried for ever.
-fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, OpenError> {
+pub(super) fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<Handle, OpenError> {
     let h = ring.registry().ok_or(OpenError::Incompatible(
         "a shared ring without an endpoint table",
     ))?;

@@ -126,16 +126,27 @@
 //!
 //! `ring` holds the control block, the slots and how a ring is built; `sender` and
 //! `receiver` the two handles and their half of the algorithm; `handle` what they share;
-//! `recovery` the registry, closing and crash recovery.
+//! `recovery` the registry, closing and crash recovery; `model` the ring with a model
+//! registry that the loom models use (`__model`).
 //!
 //! Heap rings ([`channel`]) have no registry and no claim table: threads cannot die on their
-//! own, and every handle closes on drop (even when its thread unwinds).
+//! own, and every handle closes on drop (even when its thread unwinds). The loom models
+//! check the registry and crash recovery on a heap ring that has both (`model`, with a model
+//! of the registry in `sync::registry`).
 
 mod handle;
+mod model;
 mod receiver;
 mod recovery;
 mod ring;
 mod sender;
+
+/// For the loom models of `loom-tests` only: an in-process ring with an endpoint registry,
+/// whose endpoints a model can kill. Not part of the API.
+#[doc(hidden)]
+pub mod __model {
+    pub use super::model::{Peers, channel_with_registry};
+}
 
 pub use receiver::{Iter, Message, Receiver};
 pub use sender::{Grant, Sender};

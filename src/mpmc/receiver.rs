@@ -18,6 +18,22 @@ use crate::shm;
 use crate::sync::waiter::{Poll, WaitStats, WaitStrategy};
 use crate::sync::{Deadline, Ordering, weaken};
 
+/// The success ordering of the compare-exchanges of `head` that claim a message.
+///
+/// SYNC POINT: AcqRel. Release pairs with the Acquire loads of `head` by other receivers (see
+/// `try_take`: whoever sees the new `head` sees the `seq` this receiver saw, so an older lap
+/// never reads as corruption) and by recovery (`recover_abandoned`: whoever sees the new
+/// `head` sees this endpoint's claim record, stored just before, so a live receiver's
+/// message is never taken for a dead one's). Acquire continues the same chain. Loom models:
+/// `receiver_sees_the_lap_behind_head`, `live_slow_receiver_keeps_its_slot`.
+#[inline(always)]
+fn claim_order() -> Ordering {
+    weaken(
+        cfg!(shmring_mutant = "mpmc_relaxed_claim_head"),
+        Ordering::AcqRel,
+    )
+}
+
 /// A claimed message: its position and validated length.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Taken {
@@ -341,11 +357,11 @@ impl Receiver {
             return None;
         }
         self.h.record(h, TAG_RECV);
-        // Release: the claim record is visible to whoever sees the new head.
+        // SYNC POINT: AcqRel, as in `try_take`.
         if ctrl
             .head
             .head
-            .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(h, h + 1, claim_order(), Ordering::Acquire)
             .is_err()
         {
             return None;
@@ -418,13 +434,12 @@ impl Receiver {
             if sm == h + 1 {
                 self.h.record(h, TAG_RECV);
                 recorded = true;
-                // Release: the claim record is visible to whoever sees the new head.
-                if let Err(cur) = ctrl.head.head.compare_exchange_weak(
-                    h,
-                    h + 1,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
+                // SYNC POINT: see `claim_order`.
+                if let Err(cur) =
+                    ctrl.head
+                        .head
+                        .compare_exchange_weak(h, h + 1, claim_order(), Ordering::Acquire)
+                {
                     h = cur;
                     continue;
                 }

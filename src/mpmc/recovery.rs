@@ -9,7 +9,7 @@ use super::ring::{CLOSED, MAX_INDEX, RETRY_BUDGET, Ring, Role, SKIP, TAG_RECV, T
 use crate::error::Corruption;
 use crate::geometry::MAX_ENDPOINTS;
 use crate::storage::EndpointStatus;
-use crate::sync::{Ordering, Throttle, fence};
+use crate::sync::{Ordering, Throttle, fence, weaken};
 
 /// Closes `role`'s side if no endpoint of it is attached any more (shared rings). Safe to
 /// call any number of times, from anyone. Gives up after [`RETRY_BUDGET`] failed
@@ -20,7 +20,9 @@ pub(super) fn close_side_if_last(ring: &Ring, role: Role) {
     // Two last endpoints closing at once each store their CLOSED entry, then scan for the
     // other's: the fence makes sure at least one of them sees both closed (without it,
     // each load may miss the other's store and nobody closes the side).
-    fence(Ordering::SeqCst);
+    if !cfg!(shmring_mutant = "mpmc_no_close_fence") {
+        fence(Ordering::SeqCst);
+    }
     let ctrl = ring.ctrl();
     let side = role.side(ctrl);
     for _ in 0..RETRY_BUDGET {
@@ -36,9 +38,15 @@ pub(super) fn close_side_if_last(ring: &Ring, role: Role) {
         }
         // SYNC POINT: Release pairs with the Acquire loads of the side word by the other
         // side (`poll_msg`, `try_claim`): every closed endpoint's writes (seen through the
-        // Acquire scan above) happen before the side reads as closed.
+        // Acquire scan above) happen before the side reads as closed. The fence above does
+        // not pass them on: it comes before the scan (loom model
+        // `senders_close_on_two_threads_while_receiver_polls`).
+        let order = weaken(
+            cfg!(shmring_mutant = "mpmc_relaxed_side_close"),
+            Ordering::AcqRel,
+        );
         if side
-            .compare_exchange(w, w | CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(w, w | CLOSED, order, Ordering::Acquire)
             .is_ok()
         {
             role.peers_wait(ctrl).notify_closed();
@@ -91,6 +99,9 @@ pub(super) fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
     let Some(h) = ring.registry() else {
         return true;
     };
+    if cfg!(shmring_mutant = "mpmc_claimer_unseen") {
+        return false;
+    }
     let target = (pos << 2) | tag;
     (0..ring.registry_len).any(|i| {
         // SYNC POINT: Acquire pairs with the Release stores of claim records in

@@ -14,6 +14,7 @@ use crate::shm::{self, Mapped};
 use crate::storage::{Presence, ROLE_CONSUMER, ROLE_PRODUCER, Registry, Storage};
 use crate::sync::heap::HeapRing;
 use crate::sync::region::Region;
+use crate::sync::registry::ModelRegistry;
 use crate::sync::waiter::EventCount;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -206,11 +207,11 @@ pub(super) struct Ring {
     pub(super) slots: u64,
     pub(super) slot_size: u64,
     pub(super) max_message: u64,
-    /// The claim table (shared rings only).
+    /// The claim table (rings with a registry only), at least `registry_len` lines.
     pub(super) claims: Option<NonNull<ClaimLine>>,
     /// Entries of the endpoint registry that scans look at: the `endpoint_count` validated
     /// when the ring was opened (at most `MAX_ENDPOINTS`), never the peer-writable copy in
-    /// the header. 0 for heap rings, which have no registry.
+    /// the header. 0 for the heap rings of `channel()`, which have no registry.
     pub(super) registry_len: usize,
     pub(super) storage: Storage,
     /// What this process has lent out of a shared mapping (see [`Lent`]); `None` for heap
@@ -305,15 +306,17 @@ impl Ring {
         self.index(pos) * self.slot_size as usize + SLOT_HEADER
     }
 
-    /// The claim record of registry entry `entry` (shared rings).
+    /// The claim record of registry entry `entry` (rings with a registry).
     #[inline]
     pub(super) fn claim_line(&self, entry: usize) -> Option<&AtomicU64> {
         let base = self.claims?;
-        if entry >= MAX_ENDPOINTS {
+        if entry >= self.registry_len {
             return None;
         }
-        // SAFETY: the claim table holds MAX_ENDPOINTS lines right after the control block,
-        // inside the control area the geometry reserves (CONTROL_SIZE); `entry` is in range.
+        // SAFETY: the claim table has a line for every registry entry, and `entry` is one:
+        // a shared ring's holds MAX_ENDPOINTS (>= registry_len) lines right after the control
+        // block, inside the control area the geometry reserves (CONTROL_SIZE); a heap ring's
+        // (`on_heap_registered`) is an array of `registry_len` lines that `storage` keeps.
         Some(unsafe { &(*base.as_ptr().add(entry)).claim })
     }
 
@@ -345,12 +348,7 @@ pub(super) fn on_heap(config: &Config) -> Result<Ring, OpenError> {
         bytes,
         slots as usize,
         slot_size as usize,
-        |i| SlotMeta {
-            // Slot i is free for position i.
-            seq: AtomicU64::new(i as u64),
-            len: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
-        },
+        fresh_slot,
     );
     Ok(Ring {
         ctrl: parts.ctrl,
@@ -365,6 +363,52 @@ pub(super) fn on_heap(config: &Config) -> Result<Ring, OpenError> {
         storage: parts.storage,
         lent: None,
     })
+}
+
+/// A heap ring with an endpoint registry of `config.endpoints` entries ([`ModelRegistry`])
+/// and a claim table, as a shared ring has: its handles attach, close, reap and recover
+/// through the code of shared rings (for the loom models, see `__model`). Nobody is attached
+/// yet: both side words are 0, as in a shared ring before its first attach. Returns the ring
+/// view and the registry.
+pub(super) fn on_heap_registered(config: &Config) -> Result<(Ring, ModelRegistry), OpenError> {
+    let (slots, slot_size, max_message, endpoints) = config.mpmc_geometry()?;
+    let registry_len = endpoints as usize;
+    let registry = ModelRegistry::new(registry_len);
+    let bytes = slots as usize * slot_size as usize;
+    let parts = HeapRing::<Control, SlotMeta, ClaimLine>::build_registered(
+        Control::new(0, 0),
+        bytes,
+        slots as usize,
+        slot_size as usize,
+        fresh_slot,
+        registry.clone(),
+        (0..registry_len).map(|_| ClaimLine {
+            claim: AtomicU64::new(0),
+        }),
+    );
+    let ring = Ring {
+        ctrl: parts.ctrl,
+        meta: parts.meta,
+        meta_stride: parts.meta_stride,
+        region: parts.region,
+        slots,
+        slot_size: u64::from(slot_size),
+        max_message: u64::from(max_message),
+        claims: parts.claims,
+        registry_len,
+        storage: parts.storage,
+        lent: None,
+    };
+    Ok((ring, registry))
+}
+
+/// The header of slot `i` in a new ring: free for position `i`.
+fn fresh_slot(i: usize) -> SlotMeta {
+    SlotMeta {
+        seq: AtomicU64::new(i as u64),
+        len: AtomicU32::new(0),
+        _reserved: AtomicU32::new(0),
+    }
 }
 
 /// Builds the ring view of a validated shared mapping.

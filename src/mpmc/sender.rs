@@ -20,6 +20,23 @@ use crate::shm;
 use crate::sync::waiter::{Poll, WaitStats, WaitStrategy};
 use crate::sync::{Deadline, Ordering, weaken};
 
+/// The success ordering of the compare-exchanges of `tail` that claim a position.
+///
+/// SYNC POINT: AcqRel. Release pairs with the Acquire loads of `tail` by other senders (see
+/// `try_claim`: whoever sees the new `tail` sees the `seq` this sender saw, so an older lap
+/// never reads as corruption) and by recovery (`recover_abandoned`: whoever sees the new
+/// `tail` sees this endpoint's claim record, stored just before, so a live claimer is never
+/// taken for a dead one). Acquire continues the same chain: the next claim of this sender
+/// passes on what the previous claimers saw. Loom models: `sender_sees_the_lap_behind_tail`,
+/// `live_slow_sender_keeps_its_slot`.
+#[inline(always)]
+fn claim_order() -> Ordering {
+    weaken(
+        cfg!(shmring_mutant = "mpmc_relaxed_claim_tail"),
+        Ordering::AcqRel,
+    )
+}
+
 /// The sending end of an MPMC ring.
 ///
 /// [`try_clone`](Sender::try_clone) makes another endpoint, with its own registry entry (there
@@ -353,10 +370,10 @@ impl Sender {
             return None;
         }
         self.h.record(t, TAG_SEND);
-        // Release: the claim record is visible to whoever sees the new tail.
+        // SYNC POINT: AcqRel, as in `try_claim`.
         ctrl.tail
             .tail
-            .compare_exchange(t, t + 1, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(t, t + 1, claim_order(), Ordering::Acquire)
             .ok()?;
         // A refusal is recorded as corruption; `try_claim` reports it.
         self.h.lend(t).ok().map(|()| t)
@@ -379,8 +396,13 @@ impl Sender {
         // compare-exchange) is Acquire, pairing with the senders' AcqRel compare-exchanges:
         // the sender that claimed `t - slots` loaded `seq == t - slots` before moving `tail`
         // on, so whoever sees `tail == t` sees that `seq` or a later one, never an older
-        // value that would read as out of range (corruption).
-        let mut t = ctrl.tail.tail.load(Ordering::Acquire);
+        // value that would read as out of range (corruption). Loom model:
+        // `sender_sees_the_lap_behind_tail`.
+        let first = weaken(
+            cfg!(shmring_mutant = "mpmc_relaxed_tail_load"),
+            Ordering::Acquire,
+        );
+        let mut t = ctrl.tail.tail.load(first);
         let mut budget = RETRY_BUDGET;
         let bad = loop {
             if budget == 0 {
@@ -404,11 +426,11 @@ impl Sender {
             if s == t {
                 self.h.record(t, TAG_SEND);
                 recorded = true;
-                // Release: the claim record is visible to whoever sees the new tail.
+                // SYNC POINT: see `claim_order`.
                 match ctrl.tail.tail.compare_exchange_weak(
                     t,
                     t + 1,
-                    Ordering::AcqRel,
+                    claim_order(),
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {

@@ -7,13 +7,18 @@
 //! [`Region`]), and slot headers live in an array of their own, as loom's atomics cannot
 //! be placed in plain bytes. This is the only file that builds heap rings, so the ring files
 //! do not know about either difference.
+//!
+//! A heap ring may also have an endpoint registry ([`ModelRegistry`]) and a claim table, as a
+//! shared ring has ([`HeapRing::build_registered`]): that is how the loom models reach the
+//! registry and crash-recovery code of MPMC rings. The rings of `channel()` have neither.
 
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::region::Region;
-use crate::storage::{Backing, Storage};
+use super::registry::ModelRegistry;
+use crate::storage::{Backing, Registry, Storage};
 
 /// Zeroed heap memory for the data region of an in-process ring, aligned as a shared mapping's
 /// data region is (128 bytes, the pair of cache lines that the adjacent-line prefetcher moves
@@ -48,11 +53,14 @@ impl HeapBytes {
 }
 
 /// A ring's memory on the heap: its control block `C` and a zeroed data region, with a slot
-/// header `M` at the start of every slot if the ring has slots.
-pub(crate) struct HeapRing<C, M = ()> {
+/// header `M` at the start of every slot if the ring has slots, and, for a ring built with
+/// [`HeapRing::build_registered`], an endpoint registry and a claim table of `K` lines.
+pub(crate) struct HeapRing<C, M = (), K = ()> {
     ctrl: Box<C>,
     data: HeapBytes,
     data_len: usize,
+    registry: Option<ModelRegistry>,
+    claims: Box<[K]>,
     #[cfg(loom)]
     meta: Box<[M]>,
     #[cfg(loom)]
@@ -60,30 +68,42 @@ pub(crate) struct HeapRing<C, M = ()> {
     _meta: std::marker::PhantomData<M>,
 }
 
-impl<C, M> fmt::Debug for HeapRing<C, M> {
+impl<C, M, K> fmt::Debug for HeapRing<C, M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeapRing")
             .field("bytes", &self.data_len)
+            .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
 }
 
 // SAFETY: the data bytes are accessed only through `Region` under the ring protocol, which
 // gives each byte a single owner at a time; the control block and slot headers are atomics
-// (`C` and `M` are themselves `Send + Sync`).
-unsafe impl<C: Send + Sync, M: Send + Sync> Sync for HeapRing<C, M> {}
+// (`C`, `M` and the claim lines `K` are themselves `Send + Sync`).
+unsafe impl<C: Send + Sync, M: Send + Sync, K: Send + Sync> Sync for HeapRing<C, M, K> {}
 // SAFETY: as above; nothing in it is tied to a thread.
-unsafe impl<C: Send + Sync, M: Send + Sync> Send for HeapRing<C, M> {}
+unsafe impl<C: Send + Sync, M: Send + Sync, K: Send + Sync> Send for HeapRing<C, M, K> {}
 
-impl<C: Send + Sync + 'static, M: Send + Sync + 'static> Backing for HeapRing<C, M> {}
+impl<C, M, K> Backing for HeapRing<C, M, K>
+where
+    C: Send + Sync + 'static,
+    M: Send + Sync + 'static,
+    K: Send + Sync + 'static,
+{
+    fn registry(&self) -> Option<&dyn Registry> {
+        self.registry.as_ref().map(|r| r as &dyn Registry)
+    }
+}
 
 /// A heap ring's parts, as the ring code uses them.
-pub(crate) struct HeapParts<C> {
+pub(crate) struct HeapParts<C, K = ()> {
     pub(crate) ctrl: NonNull<C>,
     pub(crate) region: Region,
     /// Slot `i`'s header is at `meta + i * meta_stride`.
     pub(crate) meta: NonNull<u8>,
     pub(crate) meta_stride: usize,
+    /// The first line of the claim table (`build_registered`), one per registry entry.
+    pub(crate) claims: Option<NonNull<K>>,
     pub(crate) storage: Storage,
 }
 
@@ -98,6 +118,40 @@ impl<C: Send + Sync + 'static, M: Send + Sync + 'static> HeapRing<C, M> {
         stride: usize,
         meta: impl Fn(usize) -> M,
     ) -> HeapParts<C> {
+        HeapRing::<C, M>::alloc(ctrl, data_len, slots, stride, meta, None, [])
+    }
+}
+
+impl<C, M, K> HeapRing<C, M, K>
+where
+    C: Send + Sync + 'static,
+    M: Send + Sync + 'static,
+    K: Send + Sync + 'static,
+{
+    /// As [`HeapRing::build`], for a ring with an endpoint registry and a claim table, as a
+    /// shared ring has: the storage's `registry()` is `registry`, and `claims` (one line per
+    /// registry entry) is the claim table.
+    pub(crate) fn build_registered(
+        ctrl: C,
+        data_len: usize,
+        slots: usize,
+        stride: usize,
+        meta: impl Fn(usize) -> M,
+        registry: ModelRegistry,
+        claims: impl IntoIterator<Item = K>,
+    ) -> HeapParts<C, K> {
+        HeapRing::<C, M, K>::alloc(ctrl, data_len, slots, stride, meta, Some(registry), claims)
+    }
+
+    fn alloc(
+        ctrl: C,
+        data_len: usize,
+        slots: usize,
+        stride: usize,
+        meta: impl Fn(usize) -> M,
+        registry: Option<ModelRegistry>,
+        claims: impl IntoIterator<Item = K>,
+    ) -> HeapParts<C, K> {
         const { assert!(!std::mem::needs_drop::<M>() && std::mem::align_of::<M>() <= 128) };
         assert!(slots.checked_mul(stride).is_some_and(|n| n <= data_len));
         assert!(slots == 0 || stride % std::mem::align_of::<M>() == 0);
@@ -110,10 +164,12 @@ impl<C: Send + Sync + 'static, M: Send + Sync + 'static> HeapRing<C, M> {
             // `M` needs no drop, so overwriting zero bytes leaks nothing.
             unsafe { data.ptr().add(i * stride).cast::<M>().write(meta(i)) };
         }
-        let ring = Arc::new(HeapRing::<C, M> {
+        let ring = Arc::new(HeapRing::<C, M, K> {
             ctrl: Box::new(ctrl),
             data,
             data_len,
+            registry,
+            claims: claims.into_iter().collect(),
             #[cfg(loom)]
             meta: (0..slots).map(meta).collect(),
             #[cfg(loom)]
@@ -146,12 +202,17 @@ impl<C: Send + Sync + 'static, M: Send + Sync + 'static> HeapRing<C, M> {
             NonNull::from(&*ring.meta).cast::<u8>(),
             std::mem::size_of::<M>(),
         );
+        let claims = ring
+            .registry
+            .is_some()
+            .then(|| NonNull::from(&*ring.claims).cast::<K>());
         debug_assert!(ring.data.len() >= data_len);
         HeapParts {
             ctrl,
             region,
             meta,
             meta_stride,
+            claims,
             storage: Storage::new(ring),
         }
     }

@@ -10,6 +10,7 @@ pub(crate) mod barrier;
 pub(crate) mod futex;
 pub(crate) mod heap;
 pub(crate) mod region;
+pub(crate) mod registry;
 pub(crate) mod time;
 pub(crate) mod waiter;
 
