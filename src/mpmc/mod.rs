@@ -134,7 +134,9 @@
 //! check the registry and crash recovery on a heap ring that has both (`model`, with a model
 //! of the registry in `sync::registry`).
 
+mod grant;
 mod handle;
+mod message;
 mod model;
 mod receiver;
 mod recovery;
@@ -148,8 +150,10 @@ pub mod __model {
     pub use super::model::{Peers, channel_with_registry};
 }
 
-pub use receiver::{Iter, Message, Receiver};
-pub use sender::{Grant, Sender};
+pub use grant::Grant;
+pub use message::{Iter, Message};
+pub use receiver::Receiver;
+pub use sender::Sender;
 
 pub use crate::geometry::{MAX_ENDPOINTS, MAX_SLOT_SIZE, MAX_SLOTS, MIN_SLOT_SIZE};
 

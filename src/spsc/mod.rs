@@ -54,11 +54,13 @@
 //! batches; messages and iterators).
 
 mod consumer;
+mod grant;
 mod producer;
 mod ring;
 
 pub use consumer::{Consumer, Iter, Message};
-pub use producer::{Batch, Grant, Producer};
+pub use grant::{Batch, Grant};
+pub use producer::Producer;
 
 pub use crate::geometry::{MAX_CAPACITY, MIN_CAPACITY, max_message_for};
 
