@@ -265,8 +265,12 @@ impl Lent {
     /// Clears slot `i`'s mark.
     #[inline]
     pub(super) fn give_back(&self, i: usize) {
+        // A load first: a handle alone on its mapping never marks, and then the message
+        // costs no write to this line.
         if let Some(m) = self.marks.get(i) {
-            m.store(false, crate::sync::shared::Ordering::Release);
+            if m.load(crate::sync::shared::Ordering::Relaxed) {
+                m.store(false, crate::sync::shared::Ordering::Release);
+            }
         }
     }
 }
