@@ -9,6 +9,7 @@ use crate::config::MpmcConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{ClaimError, Corruption, OpenError};
 use crate::shm::Mapped;
+use crate::storage::Presence;
 use crate::sync::waiter::WaitStrategy;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -33,13 +34,13 @@ impl Handle {
         role: Role,
     ) -> Result<Handle, OpenError> {
         let (ring, presence) = super::ring::create(name, config, role)?;
-        let mut h = Handle::new(ring, role, Some(0), config.wait_strategy);
-        h.ep = std::mem::replace(
-            &mut h.ep,
-            EndpointState::new(WaitStrategy::Spin, PEER_CHECK_INTERVAL),
-        )
-        .with_presence(presence);
-        Ok(h)
+        Ok(Handle::new(
+            ring,
+            role,
+            Some(0),
+            config.wait_strategy,
+            presence,
+        ))
     }
 
     /// Attaches a new endpoint of `role` to an opened shared ring.
@@ -52,6 +53,7 @@ impl Handle {
         role: Role,
         entry: Option<usize>,
         strategy: WaitStrategy,
+        presence: Option<Presence>,
     ) -> Handle {
         let record = entry.and_then(|e| ring.claim_line(e)).map(NonNull::from);
         if let Some(lent) = &ring.lent {
@@ -63,7 +65,7 @@ impl Handle {
             role,
             entry,
             record,
-            ep: EndpointState::new(strategy, PEER_CHECK_INTERVAL),
+            ep: EndpointState::new(strategy, PEER_CHECK_INTERVAL).with_presence(presence),
         }
     }
 
@@ -103,6 +105,7 @@ impl Handle {
             self.role,
             None,
             self.ep.strategy,
+            None,
         ))
     }
 
@@ -276,13 +279,13 @@ pub(super) fn attach(ring: Ring, role: Role, strategy: WaitStrategy) -> Result<H
         // load in `close_side_if_last`: a closer that sees this count sees our entry.
         match side.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => {
-                let mut handle = Handle::new(ring, role, Some(entry), strategy);
-                handle.ep = std::mem::replace(
-                    &mut handle.ep,
-                    EndpointState::new(strategy, PEER_CHECK_INTERVAL),
-                )
-                .with_presence(Some(presence));
-                return Ok(handle);
+                return Ok(Handle::new(
+                    ring,
+                    role,
+                    Some(entry),
+                    strategy,
+                    Some(presence),
+                ));
             }
             Err(cur) => w = cur,
         }

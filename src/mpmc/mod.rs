@@ -201,10 +201,10 @@ pub fn channel(config: &Config) -> Result<(Sender, Receiver), OpenError> {
     let strategy = config.wait_strategy;
     Ok((
         Sender {
-            h: Handle::new(ring.clone(), Role::Sender, None, strategy),
+            h: Handle::new(ring.clone(), Role::Sender, None, strategy, None),
         },
         Receiver {
-            h: Handle::new(ring, Role::Receiver, None, strategy),
+            h: Handle::new(ring, Role::Receiver, None, strategy, None),
         },
     ))
 }

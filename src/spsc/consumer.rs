@@ -58,7 +58,7 @@ impl fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    pub(super) fn new(ring: Ring, strategy: WaitStrategy) -> Consumer {
+    pub(super) fn new(ring: Ring, strategy: WaitStrategy, presence: Option<Presence>) -> Consumer {
         let head = ring.ctrl().consumer.head.load(Ordering::Acquire);
         // Checked before the first use: record positions are 8-byte aligned.
         let broken = (head % 8 != 0).then(|| Corruption::new("consumer index misaligned", head));
@@ -66,7 +66,9 @@ impl Consumer {
             ring,
             head,
             tail_cache: head,
-            ep: EndpointState::new(strategy, SLICE).with_broken(broken),
+            ep: EndpointState::new(strategy, SLICE)
+                .with_broken(broken)
+                .with_presence(presence),
         }
     }
 
@@ -95,7 +97,7 @@ impl Consumer {
         let config = config.borrow();
         let (ring, presence) =
             Ring::create(Some(name), config, Some((CONSUMER_SLOT, ROLE_CONSUMER)))?;
-        Ok(Consumer::new(ring, config.wait_strategy).with_presence(presence))
+        Ok(Consumer::new(ring, config.wait_strategy, presence))
     }
 
     /// Opens the consumer end of an existing named ring (created by [`Producer::create`](super::Producer::create)).
@@ -132,7 +134,7 @@ impl Consumer {
     ) -> Result<Consumer, OpenError> {
         shm::open_with::<SpscRules, _>(name, options.borrow(), |opened| {
             let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
-            Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+            Ok(Consumer::new(ring, WaitStrategy::default(), Some(presence)))
         })
     }
 
@@ -150,7 +152,7 @@ impl Consumer {
     pub fn from_fd(fd: OwnedFd) -> Result<Consumer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::SealedMemfd)?;
         let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
-        Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        Ok(Consumer::new(ring, WaitStrategy::default(), Some(presence)))
     }
 
     /// Attaches as the consumer of a ring given by any descriptor of a shared-memory
@@ -198,7 +200,7 @@ impl Consumer {
     pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Result<Consumer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::Caller)?;
         let (ring, presence) = Ring::attach(opened, CONSUMER_SLOT, ROLE_CONSUMER, "consumer")?;
-        Ok(Consumer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        Ok(Consumer::new(ring, WaitStrategy::default(), Some(presence)))
     }
 
     /// Bytes of the ring in use: records published and not yet released (padding
@@ -220,13 +222,6 @@ impl Consumer {
     /// Whether no message is waiting in the ring (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.used_bytes() == 0
-    }
-
-    /// This handle, holding its presence in the endpoint table (shared rings).
-    fn with_presence(mut self, presence: Option<Presence>) -> Consumer {
-        self.ep = std::mem::replace(&mut self.ep, EndpointState::new(WaitStrategy::Spin, SLICE))
-            .with_presence(presence);
-        self
     }
 
     /// Capacity of the data region in bytes.

@@ -93,8 +93,8 @@ use ring::Ring;
 pub fn channel(config: &Config) -> Result<(Producer, Consumer), OpenError> {
     let (p, c) = Ring::on_heap(config)?;
     Ok((
-        Producer::new(p, config.wait_strategy),
-        Consumer::new(c, config.wait_strategy),
+        Producer::new(p, config.wait_strategy, None),
+        Consumer::new(c, config.wait_strategy, None),
     ))
 }
 
@@ -148,8 +148,8 @@ mod tests {
         let start = u64::MAX - 31;
         p.ctrl().producer.tail.store(start, Ordering::Relaxed);
         p.ctrl().consumer.head.store(start, Ordering::Relaxed);
-        let mut tx = Producer::new(p, config.wait_strategy);
-        let mut rx = Consumer::new(c, config.wait_strategy);
+        let mut tx = Producer::new(p, config.wait_strategy, None);
+        let mut rx = Consumer::new(c, config.wait_strategy, None);
         for i in 0u8..20 {
             {
                 let mut batch = tx.batch();

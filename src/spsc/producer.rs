@@ -67,7 +67,7 @@ impl fmt::Debug for Producer {
 }
 
 impl Producer {
-    pub(super) fn new(ring: Ring, strategy: WaitStrategy) -> Producer {
+    pub(super) fn new(ring: Ring, strategy: WaitStrategy, presence: Option<Presence>) -> Producer {
         let tail = ring.ctrl().producer.tail.load(Ordering::Acquire);
         let head_cache = ring.ctrl().consumer.head.load(Ordering::Acquire);
         // An opened ring's indices come from shared memory: check them before the first use
@@ -81,7 +81,9 @@ impl Producer {
             tail,
             published: tail,
             head_cache,
-            ep: EndpointState::new(strategy, SLICE).with_broken(broken),
+            ep: EndpointState::new(strategy, SLICE)
+                .with_broken(broken)
+                .with_presence(presence),
         }
     }
 
@@ -109,7 +111,7 @@ impl Producer {
         let config = config.borrow();
         let (ring, presence) =
             Ring::create(Some(name), config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
-        Ok(Producer::new(ring, config.wait_strategy).with_presence(presence))
+        Ok(Producer::new(ring, config.wait_strategy, presence))
     }
 
     /// Opens the producer end of an existing named ring (created by [`Consumer::create`](super::Consumer::create)).
@@ -153,7 +155,7 @@ impl Producer {
     ) -> Result<Producer, OpenError> {
         shm::open_with::<SpscRules, _>(name, options.borrow(), |opened| {
             let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
-            Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+            Ok(Producer::new(ring, WaitStrategy::default(), Some(presence)))
         })
     }
 
@@ -181,7 +183,7 @@ impl Producer {
     pub fn from_fd(fd: OwnedFd) -> Result<Producer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::SealedMemfd)?;
         let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
-        Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        Ok(Producer::new(ring, WaitStrategy::default(), Some(presence)))
     }
 
     /// Attaches as the producer of a ring given by any descriptor of a shared-memory
@@ -229,7 +231,7 @@ impl Producer {
     pub unsafe fn from_fd_unchecked(fd: OwnedFd) -> Result<Producer, OpenError> {
         let opened = shm::open_fd::<SpscRules>(fd, shm::FdTrust::Caller)?;
         let (ring, presence) = Ring::attach(opened, PRODUCER_SLOT, ROLE_PRODUCER, "producer")?;
-        Ok(Producer::new(ring, WaitStrategy::default()).with_presence(Some(presence)))
+        Ok(Producer::new(ring, WaitStrategy::default(), Some(presence)))
     }
 
     /// Creates an anonymous ring on a sealed memfd and returns its producer, with a
@@ -253,10 +255,7 @@ impl Producer {
         let config = config.borrow();
         let (ring, presence) = Ring::create(None, config, Some((PRODUCER_SLOT, ROLE_PRODUCER)))?;
         let fd = ring.storage.dup_fd()?;
-        Ok((
-            Producer::new(ring, config.wait_strategy).with_presence(presence),
-            fd,
-        ))
+        Ok((Producer::new(ring, config.wait_strategy, presence), fd))
     }
 
     /// Bytes of the ring in use: records published and not yet released (padding
@@ -278,13 +277,6 @@ impl Producer {
     /// Whether no message is waiting in the ring (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.used_bytes() == 0
-    }
-
-    /// This handle, holding its presence in the endpoint table (shared rings).
-    fn with_presence(mut self, presence: Option<Presence>) -> Producer {
-        self.ep = std::mem::replace(&mut self.ep, EndpointState::new(WaitStrategy::Spin, SLICE))
-            .with_presence(presence);
-        self
     }
 
     /// Capacity of the data region in bytes.
