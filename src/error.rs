@@ -264,6 +264,17 @@ pub enum RecvTimeoutError {
     Corrupted(Corruption),
 }
 
+impl TryRecvError {
+    /// What an iterator yields for this error before it ends: the corruption, if that is
+    /// what ended it (nothing for `Empty` and `Disconnected`, which end it quietly).
+    pub(crate) fn corruption(self) -> Option<Corruption> {
+        match self {
+            TryRecvError::Corrupted(c) => Some(c),
+            TryRecvError::Empty | TryRecvError::Disconnected => None,
+        }
+    }
+}
+
 impl From<RecvError> for TryRecvError {
     fn from(e: RecvError) -> Self {
         match e {

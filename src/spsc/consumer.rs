@@ -703,11 +703,9 @@ impl Message<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn copy_to(&self, dst: &mut [u8]) -> usize {
-        let n = dst.len().min(self.data.len());
         // SAFETY: the payload lies inside the mapping (validated when it was received), which
-        // stays mapped while this guard borrows the handle; `n` is within it.
-        unsafe { crate::sync::region::copy_out_volatile(self.data.cast(), &mut dst[..n]) };
-        n
+        // stays mapped while this guard borrows the handle.
+        unsafe { crate::sync::region::copy_out_volatile(self.data, dst) }
     }
 
     /// The message copied into a new `Vec` with volatile reads (see "Reading a message from
@@ -769,13 +767,9 @@ impl Iterator for Iter<'_> {
         };
         match got {
             Ok(m) => Some(Ok(m.to_vec())),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+            Err(e) => {
                 self.done = true;
-                None
-            }
-            Err(TryRecvError::Corrupted(c)) => {
-                self.done = true;
-                Some(Err(c))
+                e.corruption().map(Err)
             }
         }
     }

@@ -147,16 +147,17 @@ impl Region {
     }
 }
 
-/// Copies `src.len()` bytes that another process may be writing right now into `dst`
-/// (`dst.len() == src.len()`), with volatile reads (eight bytes at a time), so that the
+/// Copies the first `dst.len().min(src.len())` bytes of `src`, which another process may be
+/// writing right now, into `dst` with volatile reads (eight bytes at a time), so that the
 /// compiler assumes nothing about them: what lands in `dst` is a snapshot the caller owns,
-/// which stays put while it is validated and used.
+/// which stays put while it is validated and used. Returns how many bytes were copied.
 ///
 /// # Safety
-/// `src` must be valid for reads of `len` bytes for the duration of the call (a mapping that
-/// stays mapped; its contents may change).
-pub(crate) unsafe fn copy_out_volatile(src: NonNull<u8>, dst: &mut [u8]) {
-    let n = dst.len();
+/// `src` must be valid for reads for the duration of the call (a mapping that stays mapped;
+/// its contents may change).
+pub(crate) unsafe fn copy_out_volatile(src: NonNull<[u8]>, dst: &mut [u8]) -> usize {
+    let n = dst.len().min(src.len());
+    let src = src.cast::<u8>();
     let words = n / 8;
     for i in 0..words {
         // SAFETY: `i * 8 + 8 <= n`, inside the source (caller contract); `[u8; 8]` has
@@ -164,10 +165,11 @@ pub(crate) unsafe fn copy_out_volatile(src: NonNull<u8>, dst: &mut [u8]) {
         let w = unsafe { src.as_ptr().add(i * 8).cast::<[u8; 8]>().read_volatile() };
         dst[i * 8..i * 8 + 8].copy_from_slice(&w);
     }
-    for (i, b) in dst.iter_mut().enumerate().skip(words * 8) {
+    for (i, b) in dst.iter_mut().enumerate().take(n).skip(words * 8) {
         // SAFETY: `i < n`, inside the source (caller contract).
         *b = unsafe { src.as_ptr().add(i).read_volatile() };
     }
+    n
 }
 
 /// Copies a message into its place in the ring (`dst.len() == src.len()`). Messages of 8 to
@@ -205,11 +207,14 @@ mod tests {
         let src: Vec<u8> = (1..=48).collect();
         for off in 0..8 {
             for n in 0..=40 {
-                let mut dst = vec![0u8; n];
-                let from = std::ptr::NonNull::from(&src[off]);
-                // SAFETY: `off + n <= 48`: inside `src`, which lives through the call.
-                unsafe { super::copy_out_volatile(from, &mut dst) };
-                assert_eq!(dst, &src[off..off + n], "offset {off}, length {n}");
+                // One byte more room than the source has: only the source's bytes are copied.
+                let mut dst = vec![0u8; n + 1];
+                let from = std::ptr::NonNull::from(&src[off..off + n]);
+                // SAFETY: `from` is a live slice of `src`, which lives through the call.
+                let copied = unsafe { super::copy_out_volatile(from, &mut dst) };
+                assert_eq!(copied, n, "offset {off}, length {n}");
+                assert_eq!(&dst[..n], &src[off..off + n], "offset {off}, length {n}");
+                assert_eq!(dst[n], 0, "offset {off}, length {n}");
             }
         }
     }
