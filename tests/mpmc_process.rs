@@ -131,7 +131,11 @@ impl Kid {
                     hits += usize::from(line.contains(marker));
                     seen.push(line);
                 }
-                Err(e) => panic!("child {} printed {hits} of {n} {marker:?}: {e}", self.role),
+                Err(e) => panic!(
+                    "child {} printed {hits} of {n} {marker:?}: {e}; its last lines: {:?}",
+                    self.role,
+                    &seen[seen.len().saturating_sub(3)..]
+                ),
             }
         }
         seen
@@ -260,9 +264,20 @@ fn mpmc_child() {
         "receiver_verbose" => {
             let mut rx = mpmc::Receiver::open(&name).expect("open receiver");
             println!("ATTACHED");
-            while let Ok(m) = rx.recv() {
-                let (s, q) = decode(&m);
-                println!("GOT {s} {q}");
+            loop {
+                match rx.recv() {
+                    Ok(m) => {
+                        let (s, q) = decode(&m);
+                        println!("GOT {s} {q}");
+                    }
+                    // End of stream is the expected end; anything else is reported (the
+                    // parent's wait for GOT lines then names it).
+                    Err(RecvError::Disconnected) => break,
+                    Err(e) => {
+                        println!("ENDED {e:?}");
+                        break;
+                    }
+                }
             }
         }
         // Sends COUNT messages, then claims a slot and never publishes it.
