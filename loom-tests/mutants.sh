@@ -38,11 +38,13 @@ unset RUSTC_WORKSPACE_WRAPPER
 
 # mutant -> a model (test file::test name) that must catch it.
 declare -A expected=(
-    [relaxed_tail]="spsc_fifo::wrap_with_padding_while_reading"
-    [relaxed_head]="spsc_fifo::wrap_with_padding_after_two_releases"
+    [relaxed_ready]="spsc_fifo::wrap_with_padding_while_reading"
+    [ready_before_payload]="spsc_fifo::wrap_with_padding_after_two_releases"
+    [release_before_read]="spsc_batch::batch_publish_and_drain_release"
+    [relaxed_head]="spsc_fifo::wrap_with_padding_while_reading"
     [no_recheck]="spsc_wakeup::consumer_asleep_on_empty_ring_is_woken_by_send"
     [skip_wake]="spsc_wakeup::producer_asleep_on_full_ring_is_woken_by_release"
-    [full_off_by_one]="spsc_fifo::wrap_with_padding_after_two_releases"
+    [full_off_by_one]="spsc_wakeup::producer_asleep_on_full_ring_is_woken_by_release"
     [mpmc_relaxed_publish]="mpmc_delivery::two_senders_one_receiver"
     [mpmc_relaxed_take]="mpmc_delivery::two_senders_one_receiver"
     [mpmc_full_off_by_one]="mpmc_delivery::two_senders_one_receiver"
@@ -58,7 +60,9 @@ declare -A expected=(
 )
 # mutant -> the test files whose models run the mutated code (a cargo `--test` pattern).
 declare -A scope=(
-    [relaxed_tail]="spsc_*"
+    [relaxed_ready]="spsc_*"
+    [ready_before_payload]="spsc_*"
+    [release_before_read]="spsc_*"
     [relaxed_head]="spsc_*"
     [no_recheck]="*"
     [skip_wake]="*"
@@ -76,7 +80,8 @@ declare -A scope=(
     [mpmc_relaxed_claim_head]="mpmc_*"
     [mpmc_relaxed_tail_load]="mpmc_*"
 )
-all="relaxed_tail relaxed_head no_recheck skip_wake full_off_by_one"
+all="relaxed_ready ready_before_payload release_before_read relaxed_head no_recheck skip_wake"
+all+=" full_off_by_one"
 all+=" mpmc_relaxed_publish mpmc_relaxed_take mpmc_full_off_by_one mpmc_empty_off_by_one"
 all+=" mpmc_close_off_by_one relaxed_close"
 all+=" mpmc_relaxed_side_close mpmc_no_close_fence mpmc_claimer_unseen"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::Corruption;
 use crate::storage::{Presence, Storage};
 use crate::sync::Throttle;
-use crate::sync::waiter::{WaitStats, WaitStrategy};
+use crate::sync::waiter::{SpinBudget, WaitStats, WaitStrategy};
 
 /// State shared by the handles of both ring kinds (one per handle).
 #[derive(Debug)]
@@ -27,6 +27,8 @@ pub(crate) struct EndpointState {
     pub(crate) strategy: WaitStrategy,
     /// How often this handle had to wait and sleep.
     pub(crate) stats: WaitStats,
+    /// How long the `Adaptive` strategy spins before it sleeps.
+    pub(crate) spin: SpinBudget,
     /// For an endpoint of a shared ring: its hold on its entry of the endpoint table, which
     /// tells peers it is alive. Released by `end_presence`, after the entry is marked closed.
     presence: Option<Presence>,
@@ -44,6 +46,7 @@ impl EndpointState {
             closed: false,
             strategy,
             stats: WaitStats::default(),
+            spin: SpinBudget::new(),
             presence: None,
         }
     }

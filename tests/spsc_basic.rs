@@ -84,6 +84,11 @@ fn wrap_around_keeps_order_and_contents() {
                     check_msg(received, max, &m, &mut scratch);
                     received += 1;
                 }
+                if sent == received {
+                    // The consumer gives its space back lazily; finding the ring empty is
+                    // one of the moments it does.
+                    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+                }
             }
             while let Ok(m) = rx.try_recv() {
                 check_msg(received, max, &m, &mut scratch);
@@ -139,17 +144,20 @@ fn borrowed_messages_hold_their_space_until_dropped() {
     rings(
         shmring::spsc::Config::default().capacity_bytes(64),
         |mut tx, mut rx| {
-            // Two 32-byte records fill the ring.
-            tx.send(&[1; 24]).unwrap();
-            tx.send(&[2; 24]).unwrap();
+            // Three 16-byte records fill the ring (which keeps 8 bytes free after the last
+            // record for the terminator).
+            tx.send(&[1; 8]).unwrap();
+            tx.send(&[2; 8]).unwrap();
+            tx.send(&[4; 8]).unwrap();
             let m = rx.recv().unwrap();
-            assert_eq!(&*m, &[1; 24]);
+            assert_eq!(&*m, &[1; 8]);
             // Still borrowed: the producer cannot reuse the space.
-            assert!(matches!(tx.try_send(&[3; 24]), Err(TrySendError::Full(_))));
+            assert!(matches!(tx.try_send(&[3; 8]), Err(TrySendError::Full(_))));
             drop(m);
-            tx.try_send(&[3; 24]).unwrap();
-            assert_eq!(&*rx.recv().unwrap(), &[2; 24]);
-            assert_eq!(&*rx.recv().unwrap(), &[3; 24]);
+            tx.try_send(&[3; 8]).unwrap();
+            assert_eq!(&*rx.recv().unwrap(), &[2; 8]);
+            assert_eq!(&*rx.recv().unwrap(), &[4; 8]);
+            assert_eq!(&*rx.recv().unwrap(), &[3; 8]);
         },
     );
 }
@@ -163,9 +171,12 @@ fn timeouts_expire_without_losing_messages() {
                 rx.recv_timeout(Duration::from_millis(20)).unwrap_err(),
                 RecvTimeoutError::Timeout
             );
-            tx.send(&[1; 24]).unwrap();
-            tx.send(&[2; 24]).unwrap();
-            let msg = [3u8; 24];
+            // Three 16-byte records fill the 64-byte ring (8 bytes stay free for the
+            // terminator).
+            tx.send(&[1; 8]).unwrap();
+            tx.send(&[2; 8]).unwrap();
+            tx.send(&[4; 8]).unwrap();
+            let msg = [3u8; 8];
             match tx.send_timeout(&msg, Duration::from_millis(20)) {
                 Err(SendTimeoutError::Timeout(())) => {}
                 other => panic!("{other:?}"),
@@ -174,10 +185,11 @@ fn timeouts_expire_without_losing_messages() {
                 tx.reserve_timeout(8, Duration::from_millis(5)),
                 Err(SendTimeoutError::Timeout(()))
             ));
-            assert_eq!(&*rx.recv_timeout(Duration::from_secs(5)).unwrap(), &[1; 24]);
+            assert_eq!(&*rx.recv_timeout(Duration::from_secs(5)).unwrap(), &[1; 8]);
             tx.send_timeout(&msg, Duration::from_secs(5)).unwrap();
-            assert_eq!(&*rx.recv().unwrap(), &[2; 24]);
-            assert_eq!(&*rx.recv().unwrap(), &[3; 24]);
+            assert_eq!(&*rx.recv().unwrap(), &[2; 8]);
+            assert_eq!(&*rx.recv().unwrap(), &[4; 8]);
+            assert_eq!(&*rx.recv().unwrap(), &[3; 8]);
             assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
         },
     );

@@ -288,20 +288,22 @@ fn other_layout_version_is_unsupported() {
     patch(&name, 8, &7u32.to_ne_bytes());
     match spsc::Consumer::open(name.as_str()) {
         Err(OpenError::UnsupportedVersion { found, expected }) => {
-            assert_eq!((found, expected), (7, 2));
+            assert_eq!((found, expected), (7, 3));
         }
         other => panic!("{other:?}"),
     }
     // A version-1 ring (liveness from pids) is refused too: its peers would hold no locks
-    // and be taken for dead.
-    patch(&name, 8, &1u32.to_ne_bytes());
-    assert!(matches!(
-        spsc::Consumer::open(name.as_str()),
-        Err(OpenError::UnsupportedVersion {
-            found: 1,
-            expected: 2
-        })
-    ));
+    // and be taken for dead; and a version-2 ring, whose producer would publish through
+    // `tail` while this consumer polls each record's ready word.
+    for old in [1u32, 2] {
+        patch(&name, 8, &old.to_ne_bytes());
+        match spsc::Consumer::open(name.as_str()) {
+            Err(OpenError::UnsupportedVersion { found, expected }) => {
+                assert_eq!((found, expected), (old, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -468,10 +470,11 @@ fn corrupted_indices_are_errors_not_crashes() {
     let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
     tx.send(b"ok").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"ok");
-    // A hostile peer sets the producer index far beyond the ring.
-    patch(&name, 4096, &(1u64 << 40).to_ne_bytes());
+    // A hostile peer writes a header with an unknown flag where the next record goes (the
+    // data region starts at 8192; "ok" took the first 16 bytes).
+    patch(&name, 8192 + 16, &(1u64 << 61 | 1 << 62).to_ne_bytes());
     match rx.try_recv() {
-        Err(shmring::TryRecvError::Corrupted(c)) => assert!(c.what.contains("producer index")),
+        Err(shmring::TryRecvError::Corrupted(c)) => assert!(c.what.contains("record header")),
         other => panic!("{other:?}"),
     }
     // Once corrupted, the handle stays failed, and new opens are refused.
@@ -493,11 +496,12 @@ fn corrupted_indices_are_errors_not_crashes() {
     .unwrap();
     let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
     tx.send(b"12345678").unwrap();
-    patch(&name, 8192, &0x00FF_FFFF_u64.to_ne_bytes());
-    assert!(matches!(
-        rx.try_recv(),
-        Err(shmring::TryRecvError::Corrupted(_))
-    ));
+    // Ready, with a length beyond the ring's largest message.
+    patch(&name, 8192, &(1u64 << 62 | 0x00FF_FFFF).to_ne_bytes());
+    match rx.try_recv() {
+        Err(shmring::TryRecvError::Corrupted(c)) => assert!(c.what.contains("length")),
+        other => panic!("{other:?}"),
+    }
 
     // A consumer index moved backwards.
     let name = RingName::new("corrupt3");

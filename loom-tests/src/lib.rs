@@ -16,7 +16,8 @@ use shmring::WaitStrategy;
 pub const DEFAULT_PREEMPTIONS: usize = 2;
 
 /// The smallest ring: 32 bytes of data region, messages of at most 8 bytes. A record of a
-/// 1..=8-byte message takes 16 bytes and an empty message 8, so two non-empty records fill it.
+/// 1..=8-byte message takes 16 bytes and an empty message 8, and the producer keeps 8 bytes
+/// free after its last record (the terminator), so a 16-byte and an 8-byte record fill it.
 pub const CAPACITY: usize = 32;
 
 /// The configuration every SPSC model starts from: the smallest ring, with `strategy`.

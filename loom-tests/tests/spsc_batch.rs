@@ -7,11 +7,13 @@ use loom::thread;
 use loom_tests::{config, model};
 use shmring::{RecvError, TryRecvError, WaitStrategy, spsc};
 
-const A: &[u8] = &[0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7];
-const B: &[u8] = &[0xb0];
+const A: &[u8] = &[];
+const B: &[u8] = &[0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7];
 const C: &[u8] = &[0xc0, 0xc1, 0xc2, 0xc3];
 
-/// Three messages through one batch in a ring that holds two: the third `Batch::send` finds
+/// Three messages through one batch in a ring that holds two (`A` takes an 8-byte record, `B`
+/// a 16-byte one at 8..24, and 8 bytes stay free for the terminator; `C` then goes to 0..16,
+/// with its terminator at 16, over `B`'s payload): the third `Batch::send` finds
 /// the ring full, so it must publish `A` and `B` before it waits (otherwise the consumer
 /// could never make room and both would sleep forever). The consumer takes what is there with
 /// `drain` and sleeps in `recv` when nothing is; it must see `A`, `B`, `C` exactly once, in

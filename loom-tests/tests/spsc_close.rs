@@ -10,8 +10,10 @@ use loom_tests::{Tally, config, model};
 use shmring::{RecvError, SendError, TryRecvError, WaitStrategy, spsc};
 
 const M1: &[u8] = &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16];
-const M2: &[u8] = &[0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28];
-const M3: &[u8] = &[0x31, 0x32, 0x33];
+// `M1` takes a 16-byte record and `M2` an 8-byte one: together they fill the 32-byte ring
+// (8 bytes stay free for the terminator). `M3` (8 bytes) fits once `M1` is released.
+const M2: &[u8] = &[];
+const M3: &[u8] = &[];
 
 /// The producer sends `M1` and closes while the consumer may be asleep in `recv`: the
 /// consumer gets `M1`, then `Disconnected`, and stays disconnected.

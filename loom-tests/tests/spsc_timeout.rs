@@ -15,7 +15,7 @@ use loom_tests::{Tally, config, model};
 use shmring::{RecvError, RecvTimeoutError, SendTimeoutError, WaitStrategy, spsc};
 
 const M1: &[u8] = &[0x11, 0x12, 0x13, 0x14];
-const M2: &[u8] = &[0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28];
+const M2: &[u8] = &[];
 const M3: &[u8] = &[0x31, 0x32];
 const TIMEOUT: Duration = Duration::from_millis(10);
 

@@ -13,7 +13,7 @@ use loom_tests::{Tally, config, model};
 use shmring::{WaitStrategy, spsc};
 
 const M1: &[u8] = &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18];
-const M2: &[u8] = &[0x21, 0x22, 0x23];
+const M2: &[u8] = &[];
 const M3: &[u8] = &[0x31, 0x32, 0x33, 0x34, 0x35];
 
 /// The consumer finds the ring empty and sleeps; each of two sends must wake it.
@@ -44,7 +44,8 @@ fn consumer_asleep_on_empty_ring_is_woken_by_send() {
     assert!(slept.count() > 0, "the consumer never slept");
 }
 
-/// The ring starts full (two 16-byte records); the producer sleeps until the consumer
+/// The ring starts full (a 16-byte and an 8-byte record, and the 8 bytes kept free for the
+/// terminator); the producer sleeps until the consumer
 /// releases a record, and that release must wake it.
 #[test]
 fn producer_asleep_on_full_ring_is_woken_by_release() {

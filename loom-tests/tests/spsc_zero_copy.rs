@@ -13,9 +13,10 @@ const C: &[u8] = &[0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5];
 /// Written into a grant that is then dropped: must never be received.
 const JUNK: u8 = 0xee;
 
-/// Producer: a dropped grant, then `A` (3 of 8 reserved bytes) at 0..16, `B` at 16..32, and
-/// `C` at 0..16 again, which needs the space of `A`: the producer may reserve it only after
-/// the consumer dropped its guard on `A`. The consumer holds each guard across a scheduling
+/// Producer: a dropped grant, then `A` (3 of 8 reserved bytes) at 0..16, `B` at 16..32 (with
+/// its terminator at 0, so only once `A` is released), and `C` at 0..16 again (once `B` is
+/// released): the producer may reserve each only after the consumer dropped its guard on the
+/// one before. The consumer holds each guard across a scheduling
 /// point and checks that the borrowed bytes did not change under it.
 #[test]
 fn reserve_commit_and_borrow_release() {

@@ -623,12 +623,14 @@ impl Receiver {
         let readable = &ring.ctrl().wait.readable;
         let strategy = self.h.ep.strategy;
         let mut stats = self.h.ep.stats;
+        let mut spin = self.h.ep.spin;
         // Copied out (and back) so the liveness lookups stay throttled across calls.
         let mut clock = self.h.ep.throttle;
         let result = readable.wait(
             strategy,
             deadline,
             &mut stats,
+            &mut spin,
             || readiness(self.poll_until(deadline)),
             || match check_peers(&ring, &mut clock) {
                 Ok(()) => Poll::Pending,
@@ -636,6 +638,7 @@ impl Receiver {
             },
         );
         self.h.ep.stats = stats;
+        self.h.ep.spin = spin;
         self.h.ep.throttle = clock;
         if let Some(c) = self.h.ep.truncated(&ring.storage) {
             return Err(RecvTimeoutError::Corrupted(c));

@@ -532,12 +532,14 @@ impl Sender {
         let writable = &ring.ctrl().wait.writable;
         let strategy = self.h.ep.strategy;
         let mut stats = self.h.ep.stats;
+        let mut spin = self.h.ep.spin;
         // Copied out (and back) so the liveness lookups stay throttled across calls.
         let mut clock = self.h.ep.throttle;
         let result = writable.wait(
             strategy,
             deadline,
             &mut stats,
+            &mut spin,
             || match self.claim_until(deadline) {
                 Ok(pos) => Poll::Ready(Ok(pos)),
                 Err(NoSlot::Busy) => Poll::Pending,
@@ -549,6 +551,7 @@ impl Sender {
             },
         );
         self.h.ep.stats = stats;
+        self.h.ep.spin = spin;
         self.h.ep.throttle = clock;
         if let Some(c) = self.h.ep.truncated(&ring.storage) {
             return Err(ClaimError::Corrupted(c));

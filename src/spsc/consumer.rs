@@ -7,7 +7,9 @@ use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, producer_closed, record_size};
+use super::ring::{
+    CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, pad_header, parse_header, producer_closed, record_size,
+};
 use crate::OpenOptions;
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
@@ -35,10 +37,11 @@ pub(super) struct Peeked {
 /// producer's index. It may be sent to another thread.
 pub struct Consumer {
     pub(super) ring: Ring,
-    /// Our own index: bytes released (equal to the shared `head`).
+    /// Our own index: bytes read (the messages lent out are not counted until dropped).
     pub(super) head: u64,
-    /// Last value of the producer's `tail` we loaded; at most the real one.
-    pub(super) tail_cache: u64,
+    /// The `head` last stored in the shared control block: bytes released to the producer.
+    /// Released lazily (see `release`).
+    pub(super) released: u64,
     /// Liveness throttle, fork guard, corruption, wait strategy and statistics.
     pub(super) ep: EndpointState,
 }
@@ -65,7 +68,7 @@ impl Consumer {
         Consumer {
             ring,
             head,
-            tail_cache: head,
+            released: head,
             ep: EndpointState::new(strategy, SLICE)
                 .with_broken(broken)
                 .with_presence(presence),
@@ -216,7 +219,7 @@ impl Consumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn used_bytes(&self) -> usize {
-        self.ring.used_bytes()
+        self.ring.used_bytes(Some(self.head))
     }
 
     /// Whether no message is waiting in the ring (a snapshot).
@@ -245,55 +248,52 @@ impl Consumer {
     }
 
     /// Finds the next record, if one is published. Validates everything it reads.
+    ///
+    /// The record at our position is published once its header word is ready; the producer
+    /// writes everything behind that word (the payload, and the terminator where the next
+    /// header goes) before it stores the word with Release, so one Acquire load is the whole
+    /// handshake: the producer's `tail` line never moves for it.
     #[inline]
     pub(super) fn peek(&mut self) -> Result<Option<Peeked>, Corruption> {
         if let Some(c) = self.ep.broken {
             return Err(c);
         }
-        if self.head == self.tail_cache {
-            // SYNC POINT: Acquire pairs with the producer's Release store of `tail` in
-            // `Producer::publish`: the records before `tail` are fully written.
-            let tail = self.ring.ctrl().producer.tail.load(Ordering::Acquire);
-            // Indices count modulo 2^64 (see the module docs): only their difference means
-            // anything, and it must be a whole number of records within one ring. (Our cached
-            // tail equals our head here, so a tail that went backwards reads as more than a
-            // ring ahead.)
-            let used = tail.wrapping_sub(self.head);
-            if used > self.ring.capacity || used % 8 != 0 {
-                return Err(self.corrupt(Corruption::new("producer index out of range", tail)));
-            }
-            self.tail_cache = tail;
-            if used == 0 {
-                return Ok(None);
-            }
-        }
-        let avail = self.tail_cache.wrapping_sub(self.head);
         let cap = self.ring.capacity;
         let region = self.ring.region;
         let mut pos = self.head & self.ring.mask();
         let mut skip = 0;
-        // SAFETY: `pos` is 8-byte aligned (indices advance by multiples of 8, checked above)
-        // and below capacity; the word is published (avail > 0).
-        let mut word = unsafe { region.read_u64(pos as usize) };
+        // SYNC POINT: Acquire pairs with the producer's Release store of the first header of
+        // what it publishes, in `Producer::flush`: the records behind it are fully written.
+        // SAFETY: `pos` is 8-byte aligned (indices advance by multiples of 8, checked when
+        // the handle was made and on every record) and below the capacity.
+        let mut word = unsafe { region.load_word(pos as usize, Ordering::Acquire) };
+        if word == 0 {
+            // The terminator: nothing published here yet. Give back what we read, so a
+            // producer waiting for room is not kept waiting on a reader with nothing to do.
+            if self.head != self.released {
+                self.store_head();
+            }
+            return Ok(None);
+        }
         if word & PAD != 0 {
             skip = cap - pos;
-            if word != PAD | (skip - RECORD_HEADER) || skip >= avail {
+            if word != pad_header(skip) {
                 return Err(self.corrupt(Corruption::new("bad padding record", word)));
             }
             pos = 0;
-            // SAFETY: position 0 is aligned and published (avail > skip).
-            word = unsafe { region.read_u64(0) };
+            // SAFETY: position 0 is aligned and inside the region; the producer wrote the
+            // header there before it published the padding (Acquire above).
+            word = unsafe { region.load_word(0, Ordering::Acquire) };
         }
-        if word >> 32 != 0 {
+        let Some((len, gap)) = parse_header(word) else {
             return Err(self.corrupt(Corruption::new("bad record header", word)));
-        }
-        let len = word;
-        let rec = record_size(len);
-        if len > self.ring.max_message || rec > cap - pos || skip + rec > avail {
+        };
+        let rec = record_size(len, gap);
+        if len > self.ring.max_message || rec > cap - pos {
             return Err(self.corrupt(Corruption::new("record length out of range", len)));
         }
         Ok(Some(Peeked {
-            off: pos + RECORD_HEADER,
+            off: pos + RECORD_HEADER + gap,
             len,
             advance: skip + rec,
         }))
@@ -340,17 +340,24 @@ impl Consumer {
         }
     }
 
-    /// Releases `advance` bytes (the record just read and any padding before it).
+    /// Releases `advance` bytes (the record just read and any padding before it) — to the
+    /// producer only once a quarter of the ring was read since the last release, so that the
+    /// consumer's `head` line moves to the producer once per quarter ring, not per message.
+    /// The rest is given back when the consumer finds the ring empty (`peek`), at the end of
+    /// a `drain`, or at close.
     #[inline]
     pub(super) fn release(&mut self, advance: u64) {
         self.head = self.head.wrapping_add(advance);
-        self.store_head();
+        if self.head.wrapping_sub(self.released) >= self.ring.capacity / 4 {
+            self.store_head();
+        }
     }
 
     /// Publishes our `head` to the producer and wakes it if it sleeps.
     #[inline]
     pub(super) fn store_head(&mut self) {
         let ctrl = self.ring.ctrl();
+        self.released = self.head;
         // SYNC POINT: Release pairs with the producer's Acquire load of `head` in
         // `Producer::try_claim`: we are done reading before the space is reused.
         ctrl.consumer.head.store(self.head, Ordering::Release);
@@ -441,12 +448,14 @@ impl Consumer {
         let storage = self.ring.storage.clone();
         let strategy = self.ep.strategy;
         let mut stats = self.ep.stats;
+        let mut spin = self.ep.spin;
         // Copied out (and back) so the liveness lookups stay throttled across calls.
         let mut throttle = self.ep.throttle;
         let result = readable.wait(
             strategy,
             deadline,
             &mut stats,
+            &mut spin,
             || self.poll_record(),
             || {
                 if throttle.due() && storage.endpoint_gone(PRODUCER_SLOT) {
@@ -462,6 +471,7 @@ impl Consumer {
             },
         );
         self.ep.stats = stats;
+        self.ep.spin = spin;
         self.ep.throttle = throttle;
         if let Some(c) = self.ep.truncated(&storage) {
             return Err(RecvTimeoutError::Corrupted(c));
@@ -491,78 +501,6 @@ impl Consumer {
             Poll::Ready(Err(RecvError::Corrupted(c))) => TryRecvError::Corrupted(c),
             Poll::Ready(Err(RecvError::Disconnected)) => TryRecvError::Disconnected,
             _ => TryRecvError::Empty,
-        }
-    }
-
-    /// Hands up to `max` waiting messages to `f`, in order, without waiting, and releases
-    /// their space with a single index store. Returns how many messages were handled. One
-    /// call takes at most a ring's worth of bytes (what can be waiting at once), so a
-    /// producer that keeps sending cannot keep it going for ever.
-    ///
-    /// # Errors
-    /// [`TryRecvError::Empty`] if no message was waiting, [`TryRecvError::Disconnected`] at
-    /// end of stream (only when nothing was handled).
-    ///
-    /// ```
-    /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
-    /// tx.send(b"a")?;
-    /// tx.send(b"bc")?;
-    /// let mut total = 0;
-    /// assert_eq!(rx.drain(10, |m| total += m.len())?, 2);
-    /// assert_eq!(total, 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
-        if max == 0 {
-            return Ok(0);
-        }
-        // Publishes what was consumed even if `f` panics, so neither side waits for space or
-        // records that the other has already handed over.
-        struct Release<'c> {
-            consumer: &'c mut Consumer,
-            start: u64,
-        }
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                if self.consumer.head != self.start {
-                    self.consumer.store_head();
-                }
-            }
-        }
-        let start = self.head;
-        let guard = Release {
-            consumer: self,
-            start,
-        };
-        let c = &mut *guard.consumer;
-        let mut n = 0;
-        let mut outcome = Ok(());
-        // At most one ring's worth of bytes per call: a producer that keeps publishing cannot
-        // keep us here for ever.
-        let cap = c.ring.capacity;
-        while n < max && c.head.wrapping_sub(start) < cap {
-            match c.poll_record() {
-                Poll::Ready(Ok(p)) => {
-                    // SAFETY: validated by `peek`; the record stays ours until `store_head`.
-                    let data = unsafe { c.ring.region.slice(p.off as usize, p.len as usize) };
-                    f(data);
-                    c.ring.region.track_read(p.off as usize, p.len as usize);
-                    c.head = c.head.wrapping_add(p.advance);
-                    n += 1;
-                }
-                Poll::Ready(Err(e)) => {
-                    outcome = Err(e);
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        drop(guard);
-        match outcome {
-            Err(RecvError::Corrupted(c)) => Err(TryRecvError::Corrupted(c)),
-            _ if n > 0 => Ok(n),
-            Err(RecvError::Disconnected) => Err(TryRecvError::Disconnected),
-            Ok(()) => Err(self.empty_or_ended()),
         }
     }
 

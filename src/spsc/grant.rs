@@ -97,7 +97,7 @@ impl Producer {
         let buf = unsafe {
             self.ring
                 .region
-                .slice_mut(claim.at as usize + 8, claim.len as usize)
+                .slice_mut(claim.payload(), claim.len as usize)
         };
         Grant {
             producer: self,

@@ -2,38 +2,51 @@
 //!
 //! # Algorithm
 //!
-//! The data region is `capacity` bytes (a power of two). Two indices count bytes and only grow:
-//! `tail` (written by the producer: bytes published) and `head` (written by the consumer: bytes
-//! released). `tail - head` bytes are in use; the position of an index is `index & (capacity -
-//! 1)`. Each side keeps its own index in private memory and a cached copy of the other side's,
-//! which it reloads only when the cache says the ring is full (producer) or empty (consumer),
-//! so in steady state each side touches the other's cache line once per batch, not per
-//! message.
+//! The data region is `capacity` bytes (a power of two). Two indices count bytes: `tail`
+//! (bytes the producer published) and `head` (bytes the consumer released); the position of
+//! an index is `index & (capacity - 1)`. Each side keeps its own index in private memory; the
+//! producer also keeps a cached copy of the consumer's `head`, which it reloads only when the
+//! cache says the ring is full.
 //!
-//! A message is a record: an 8-byte header word (payload length in the low 32 bits, flags in
-//! the high bits) followed by the payload, padded to 8 bytes. Every record is one contiguous
-//! slice of the region: when a record does not fit before the end of the region, the producer
-//! first writes a *padding record* (flag `PAD`) that covers the rest of the region and puts
-//! the record at position 0. Padding was chosen over mapping the region twice back to back
-//! because it works unchanged on the heap (and therefore under loom) and needs no second
-//! mapping per process; its cost is that a message may be at most `capacity / 2 - 8` bytes,
-//! which guarantees that a record plus padding always fits in an empty ring.
+//! A message is a record: an 8-byte header word, then (for payloads of 1 KiB and more, when
+//! the ring's largest message leaves room) a gap of up to 56 bytes that puts the payload on a
+//! 64-byte line, then the payload, padded to 8 bytes. The header word holds the payload
+//! length (bits 0..32), the gap in 8-byte units (bits 32..35) and two flags: `READY` (bit 62)
+//! and `PAD` (bit 63). Every record is one contiguous slice of the region: when a record does
+//! not fit before the end of the region, the producer first writes a *padding record* (`PAD`)
+//! that covers the rest of the region and puts the record at position 0. Padding was chosen
+//! over mapping the region twice back to back because it works unchanged on the heap (and
+//! therefore under loom) and needs no second mapping per process; its cost is that a message
+//! may be at most `capacity / 2 - 8` bytes, which guarantees that a record plus padding (plus
+//! the terminator, below) always fits in an empty ring.
 //!
-//! Publishing: the producer writes the record (and padding) into free space, then stores the
-//! new `tail` with Release; the consumer loads `tail` with Acquire before it reads a record.
-//! Releasing: the consumer stores the new `head` with Release after it is done with a record;
-//! the producer loads `head` with Acquire before it reuses that space.
+//! Publishing (layout version 3): the header word is the record's ready word. The consumer
+//! polls the word at its own position and never loads the producer's `tail` to receive, so
+//! a message costs it one cache-line transfer (the record's), not two (the index's, then the
+//! record's). A zero word is the *terminator*: the producer always leaves one after its last
+//! record (so it claims 8 bytes more than the record, and a ring holds at most `capacity - 8`
+//! bytes of records), which is why stale bytes of an earlier lap are never taken for a
+//! record. The producer writes the payload, the terminator after the record, and the headers
+//! of everything it publishes at once (a batch), and stores the first of those headers last,
+//! with Release; the consumer loads it with Acquire. `tail` is still stored, for
+//! `used_bytes` and inspection tools only.
+//!
+//! Releasing: the consumer stores its `head` with Release (the producer loads it with Acquire
+//! before reusing space) lazily: once a quarter of the ring has been read since the last
+//! store, at the end of a `drain`, and whenever it finds the ring empty, so that a producer
+//! waiting for room is never kept waiting by a consumer with nothing left to read. The
+//! consumer's line therefore moves to the producer a few times per lap, not per message.
 //!
 //! Indices count modulo 2^64: every comparison is on a wrapping difference (`tail - head`,
 //! the distance an index moved), never on the raw values, so a ring whose indices start near
 //! `u64::MAX` (as a peer may leave them) works across the wrap like any other.
 //!
-//! Everything read from shared memory is checked before use: `tail - head` must lie within
-//! `0..=capacity` (and an index may only move forward from the copy we hold, never past the
-//! other side's), a record's length within the ring's maximum and within the published bytes,
-//! a padding record must end exactly at the end of the region. A violation is reported as
-//! [`Corruption`](crate::Corruption) and the handle stops using the ring; nothing is read or
-//! written outside the region.
+//! Everything read from shared memory is checked before use: a header must carry only known
+//! bits and be ready, its length must lie within the ring's maximum and its record within the
+//! region, a padding record must end exactly at the end of the region, and the consumer's
+//! `head` may only move forward from the producer's copy and never past what it published. A
+//! violation is reported as [`Corruption`](crate::Corruption) and the handle stops using the
+//! ring; nothing is read or written outside the region.
 //!
 //! Blocking uses two eventcounts (`readable`, `writable`), see `sync::waiter`.
 //!
@@ -50,9 +63,11 @@
 //! # Files
 //!
 //! `ring` holds the control block, the record format and how a ring is built; `producer` and
-//! `consumer` the two handles, their half of the algorithm and what they lend out (grants and
-//! batches; messages and iterators).
+//! `consumer` the two handles, their half of the algorithm and what they lend out (messages
+//! and iterators); `grant` the producer's in-place writing (grants and batches); `bulk` the
+//! calls that move many messages at once (`send_many`, `drain`, `recv_many`).
 
+mod bulk;
 mod consumer;
 mod grant;
 mod producer;
@@ -131,8 +146,13 @@ mod tests {
         tx.send(b"ok").unwrap();
         let mut it = rx.iter();
         assert_eq!(it.next(), Some(Ok(b"ok".to_vec())));
-        // A peer forges a misaligned tail.
-        tx.ring.ctrl().producer.tail.store(19, Ordering::Release);
+        // A peer forges a header with an unknown flag where the next record goes.
+        // SAFETY: offset 16 is 8-byte aligned and inside the 64-byte region.
+        unsafe {
+            tx.ring
+                .region
+                .store_word(16, 1 << 61 | ring::READY, Ordering::Release)
+        };
         assert!(matches!(it.next(), Some(Err(_))));
         assert_eq!(it.next(), None);
         assert!(matches!(rx.try_iter().next(), Some(Err(_))));
@@ -168,21 +188,25 @@ mod tests {
     /// previous lap) gets at most a ring's worth of messages taken per call.
     #[test]
     fn drain_takes_at_most_one_ring_per_call() {
-        let (mut tx, mut rx) = channel(&Config::default().capacity_bytes(64)).unwrap();
-        for i in 0u8..4 {
-            tx.send(&[i; 8]).unwrap();
+        let (tx, mut rx) = channel(&Config::default().capacity_bytes(64)).unwrap();
+        // A peer forges a ready 8-byte record at every 16 bytes: the ring reads as holding
+        // records for ever, round and round.
+        for at in (0..64).step_by(16) {
+            // SAFETY: 8-byte aligned offsets inside the 64-byte region.
+            unsafe {
+                tx.ring
+                    .region
+                    .store_word(at, ring::message_header(8, 0), Ordering::Release)
+            };
         }
-        let tail = &tx.ring.ctrl_detached().producer.tail;
         let mut seen = 0;
         let n = rx
             .drain(10_000, |m| {
                 assert_eq!(m.len(), 8);
                 seen += 1;
-                // The forged tail stays within a ring of the consumer's private head.
-                tail.fetch_add(16, Ordering::Release);
             })
             .unwrap();
-        assert_eq!(n, 4);
+        assert_eq!(n, 4, "one ring's worth of bytes per call");
         assert_eq!(seen, 4);
     }
 }

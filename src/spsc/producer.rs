@@ -4,7 +4,10 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use super::ring::{CONSUMER_SLOT, PAD, PRODUCER_SLOT, Ring, consumer_closed, record_size};
+use super::ring::{
+    CONSUMER_SLOT, PRODUCER_SLOT, Ring, consumer_closed, gap_for, message_header, pad_header,
+    record_size,
+};
 use crate::OpenOptions;
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
@@ -24,6 +27,17 @@ pub(super) struct Claim {
     pub(super) at: u64,
     /// Payload bytes granted.
     pub(super) len: u64,
+    /// Bytes between the record header and the payload (0, or up to 56 to put a large
+    /// payload on a 64-byte line).
+    pub(super) gap: u64,
+}
+
+impl Claim {
+    /// Region offset of the payload.
+    #[inline]
+    pub(super) fn payload(&self) -> usize {
+        (self.at + RECORD_HEADER + self.gap) as usize
+    }
 }
 
 /// Why space could not be claimed.
@@ -44,9 +58,12 @@ pub struct Producer {
     pub(super) tail: u64,
     /// Bytes published (equal to the shared `tail`).
     pub(super) published: u64,
+    /// The header word of the first written but unpublished record (a padding record's, or a
+    /// message's), which goes to position `published` when the producer publishes: storing it
+    /// publishes every record written behind it. Meaningless while `tail == published`.
+    pub(super) first_header: u64,
     /// Last value of the consumer's `head` we loaded; at most the real one.
     pub(super) head_cache: u64,
-    /// Set once corruption was found; every later call reports it.
     /// Liveness throttle, fork guard, corruption, wait strategy and statistics.
     pub(super) ep: EndpointState,
 }
@@ -80,6 +97,7 @@ impl Producer {
             ring,
             tail,
             published: tail,
+            first_header: 0,
             head_cache,
             ep: EndpointState::new(strategy, SLICE)
                 .with_broken(broken)
@@ -271,7 +289,7 @@ impl Producer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn used_bytes(&self) -> usize {
-        self.ring.used_bytes()
+        self.ring.used_bytes(None)
     }
 
     /// Whether no message is waiting in the ring (a snapshot).
@@ -309,19 +327,49 @@ impl Producer {
     /// Tries to claim room for a record with a `len`-byte payload, without waiting.
     #[inline]
     pub(super) fn try_claim(&mut self, len: u64) -> Result<Claim, NoSpace> {
+        self.usable()?;
+        self.claim_space(len)
+    }
+
+    /// Whether the ring can take records at all: not corrupted, consumer not closed.
+    #[inline]
+    pub(super) fn usable(&self) -> Result<(), NoSpace> {
         if let Some(c) = self.ep.broken {
             return Err(NoSpace::Corrupted(c));
         }
-        let ctrl = self.ring.ctrl();
-        if ctrl.wait.consumer_closed.load(Ordering::Acquire) != 0 {
+        if self
+            .ring
+            .ctrl()
+            .wait
+            .consumer_closed
+            .load(Ordering::Acquire)
+            != 0
+        {
             return Err(NoSpace::Disconnected);
         }
+        Ok(())
+    }
+
+    /// Claims room for a record with a `len`-byte payload, if there is some; reloads the
+    /// consumer's `head` only when the cached copy says the ring is full.
+    #[inline]
+    pub(super) fn claim_space(&mut self, len: u64) -> Result<Claim, NoSpace> {
+        let ctrl = self.ring.ctrl();
         let cap = self.ring.capacity;
+        let aligned = self.ring.aligned;
         let pos = self.tail & self.ring.mask();
-        let rec = record_size(len);
-        let to_end = cap - pos;
-        let (pad, at) = if rec <= to_end { (0, pos) } else { (to_end, 0) };
-        let need = pad + rec;
+        let (mut pad, mut at) = (0, pos);
+        let mut gap = gap_for(pos, len, aligned);
+        let mut rec = record_size(len, gap);
+        if rec > cap - pos {
+            // Does not fit before the end of the region: pad to the end, start again at 0.
+            (pad, at) = (cap - pos, 0);
+            gap = gap_for(0, len, aligned);
+            rec = record_size(len, gap);
+        }
+        // The record, any padding before it, and the terminator word after it (in free space
+        // too: it is where the next record's header goes).
+        let need = pad + rec + RECORD_HEADER;
         let slack = if cfg!(shmring_mutant = "full_off_by_one") {
             8
         } else {
@@ -350,7 +398,7 @@ impl Producer {
                 return Err(NoSpace::Full);
             }
         }
-        Ok(Claim { pad, at, len })
+        Ok(Claim { pad, at, len, gap })
     }
 
     /// `try_claim` for the non-blocking calls: a full ring whose consumer died without
@@ -418,12 +466,14 @@ impl Producer {
         let storage = self.ring.storage.clone();
         let strategy = self.ep.strategy;
         let mut stats = self.ep.stats;
+        let mut spin = self.ep.spin;
         // Copied out (and back) so the liveness lookups stay throttled across calls.
         let mut throttle = self.ep.throttle;
         let result = writable.wait(
             strategy,
             deadline,
             &mut stats,
+            &mut spin,
             || match self.try_claim(len) {
                 Ok(c) => Poll::Ready(Ok(c)),
                 Err(NoSpace::Full) => Poll::Pending,
@@ -444,6 +494,7 @@ impl Producer {
             },
         );
         self.ep.stats = stats;
+        self.ep.spin = spin;
         self.ep.throttle = throttle;
         if let Some(c) = self.ep.truncated(&storage) {
             return Err(ClaimError::Corrupted(c));
@@ -463,39 +514,63 @@ impl Producer {
 
     /// Writes the headers of a claimed record and advances our private tail; the record is
     /// visible to the consumer only after [`Producer::flush`].
+    ///
+    /// Order matters: the consumer polls the header word at its position and follows a
+    /// record as soon as that word is ready, so every word it can reach from there must be
+    /// written first. The terminator (0) after the record is stored before the record's own
+    /// header is, and the header that makes the batch visible — the first unpublished one,
+    /// at position `published` — is stored last, in `flush`, with Release.
     #[inline]
     pub(super) fn write_record(&mut self, claim: Claim, len: u64) {
         let region = self.ring.region;
-        let mask = self.ring.mask();
-        if claim.pad != 0 {
-            // SAFETY: the padding starts at our tail's position, which is 8-byte aligned and
-            // inside free space that `try_claim` found room for.
-            unsafe {
-                region.write_u64(
-                    (self.tail & mask) as usize,
-                    PAD | (claim.pad - RECORD_HEADER),
-                )
-            };
+        let rec = record_size(len, claim.gap);
+        let end = claim.at + rec;
+        let next = if end == self.ring.capacity { 0 } else { end };
+        // The words stored here are 8-byte aligned positions inside the free space `try_claim`
+        // found room for (the record, the padding before it and the terminator word after
+        // it), which the consumer does not read until the first header is published.
+        // SAFETY: the terminator word, in claimed free space (above).
+        unsafe { region.store_word(next as usize, 0, Ordering::Relaxed) };
+        let header = message_header(len, claim.gap);
+        let first = if claim.pad != 0 {
+            // The message sits at 0, reachable only through the padding record.
+            // SAFETY: the message's header word at 0, in claimed free space (above).
+            unsafe { region.store_word(0, header, Ordering::Relaxed) };
+            pad_header(claim.pad)
+        } else {
+            header
+        };
+        if self.tail == self.published {
+            self.first_header = first;
+        } else {
+            let pos = (self.tail & self.ring.mask()) as usize;
+            // SAFETY: the record's (or padding's) header word at our tail, in claimed free
+            // space behind the unpublished first header (above).
+            unsafe { region.store_word(pos, first, Ordering::Relaxed) };
         }
-        // SAFETY: `claim.at` is an aligned record position inside the claimed free space.
-        unsafe { region.write_u64(claim.at as usize, len) };
-        region.track_write(claim.at as usize + 8, len as usize);
-        self.tail = self.tail.wrapping_add(claim.pad + record_size(len));
+        region.track_write(claim.payload(), len as usize);
+        self.tail = self.tail.wrapping_add(claim.pad + rec);
     }
 
-    /// Publishes every record written so far with one Release store, and wakes the consumer
-    /// if it sleeps.
+    /// Publishes every record written so far by storing the first one's header with Release,
+    /// and wakes the consumer if it sleeps.
     #[inline]
     pub(super) fn flush(&mut self) {
         if self.tail == self.published {
             return;
         }
+        let pos = (self.published & self.ring.mask()) as usize;
+        // SYNC POINT: Release pairs with the consumer's Acquire load of the header word in
+        // `Consumer::peek`: the records behind it (headers, payloads, the terminator) are
+        // written before it is seen ready.
+        let order = weaken(cfg!(shmring_mutant = "relaxed_ready"), Ordering::Release);
+        // SAFETY: `pos` is the aligned position of the first unpublished record, in space
+        // this producer claimed.
+        unsafe { self.ring.region.store_word(pos, self.first_header, order) };
         self.published = self.tail;
         let ctrl = self.ring.ctrl();
-        // SYNC POINT: Release pairs with the consumer's Acquire load of `tail` in
-        // `Consumer::peek`: the records (headers and payloads) are visible before the index.
-        let order = weaken(cfg!(shmring_mutant = "relaxed_tail"), Ordering::Release);
-        ctrl.producer.tail.store(self.tail, order);
+        // For `used_bytes` and the inspection tools only: the consumer does not wait on it.
+        ctrl.producer.tail.store(self.tail, Ordering::Release);
         ctrl.wait.readable.notify();
     }
 
@@ -536,9 +611,9 @@ impl Producer {
     /// ```
     /// use shmring::{spsc, TrySendError};
     /// let (mut tx, _rx) = spsc::channel(&shmring::spsc::Config::default().capacity_bytes(64))?;
-    /// tx.try_send(&[1; 24])?; // 32-byte record
-    /// tx.try_send(&[2; 24])?; // the ring is now full
-    /// assert!(matches!(tx.try_send(&[3; 24]), Err(TrySendError::Full(_))));
+    /// tx.try_send(&[1; 16])?; // a 24-byte record
+    /// tx.try_send(&[2; 16])?; // the ring is now full (it keeps 8 bytes after the last record)
+    /// assert!(matches!(tx.try_send(&[3; 16]), Err(TrySendError::Full(_))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
@@ -580,15 +655,21 @@ impl Producer {
 
     #[inline]
     pub(super) fn write_and_publish(&mut self, claim: Claim, msg: &[u8]) {
+        if cfg!(shmring_mutant = "ready_before_payload") {
+            // Mutant: the record is published before its payload is written.
+            self.publish(claim, msg.len() as u64);
+            self.write_payload(claim, msg);
+            return;
+        }
         self.write_payload(claim, msg);
         self.publish(claim, msg.len() as u64);
     }
 
     #[inline]
     pub(super) fn write_payload(&mut self, claim: Claim, msg: &[u8]) {
-        // SAFETY: the payload range follows the claimed record header, inside the claimed
-        // free space, which only the producer touches until it is published.
-        let dst = unsafe { self.ring.region.slice_mut(claim.at as usize + 8, msg.len()) };
+        // SAFETY: the payload range follows the claimed record header (and gap), inside the
+        // claimed free space, which only the producer touches until it is published.
+        let dst = unsafe { self.ring.region.slice_mut(claim.payload(), msg.len()) };
         crate::sync::region::copy_in(dst, msg);
     }
 

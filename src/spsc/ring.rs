@@ -19,21 +19,68 @@ pub(super) const PRODUCER_SLOT: usize = 0;
 /// Endpoint-table slot of the consumer.
 pub(super) const CONSUMER_SLOT: usize = 1;
 
-/// Flag bit of a padding record's header word.
+/// Flag bit of a record header: the record is padding up to the end of the region.
 pub(super) const PAD: u64 = 1 << 63;
+/// Flag bit of a record header: the record is published. A header word of 0 is the
+/// *terminator* the producer leaves after its last record: nothing there yet.
+pub(super) const READY: u64 = 1 << 62;
+/// Bits 32..35 of a message header: the gap between header and payload, in 8-byte units.
+const GAP_SHIFT: u32 = 32;
+const GAP_MASK: u64 = 0x7 << GAP_SHIFT;
+/// Bits 0..32 of a message header: the payload length.
+const LEN_MASK: u64 = 0xffff_ffff;
+/// Payloads of at least this many bytes start on a 64-byte line (when the ring's largest
+/// message leaves room for the gap): copying a large payload to or from an address 8 or 16
+/// bytes past a line runs several times slower than from a line start.
+pub(super) const ALIGN_FROM: u64 = 1024;
 
-/// Size of the record holding a `len`-byte payload.
+/// The header word of a published message record.
 #[inline]
-pub(super) fn record_size(len: u64) -> u64 {
-    RECORD_HEADER + ((len + 7) & !7)
+pub(super) fn message_header(len: u64, gap: u64) -> u64 {
+    READY | ((gap / 8) << GAP_SHIFT) | len
+}
+
+/// The header word of a padding record covering `skip` bytes (header included).
+#[inline]
+pub(super) fn pad_header(skip: u64) -> u64 {
+    PAD | READY | (skip - RECORD_HEADER)
+}
+
+/// A message header's payload length and gap, or `None` if the word is no valid message
+/// header (unknown flag bits, or not marked ready).
+#[inline]
+pub(super) fn parse_header(word: u64) -> Option<(u64, u64)> {
+    if word & !(READY | GAP_MASK | LEN_MASK) != 0 || word & READY == 0 {
+        return None;
+    }
+    Some((word & LEN_MASK, ((word & GAP_MASK) >> GAP_SHIFT) * 8))
+}
+
+/// The gap that puts the payload of a record whose header is at region offset `at` on a
+/// 64-byte line, if the payload is large enough to gain from it and the ring allows it
+/// (`aligned`); otherwise 0.
+#[inline]
+pub(super) fn gap_for(at: u64, len: u64, aligned: bool) -> u64 {
+    if aligned && len >= ALIGN_FROM {
+        56u64.wrapping_sub(at) & 63
+    } else {
+        0
+    }
+}
+
+/// Size of the record holding a `len`-byte payload `gap` bytes after its header.
+#[inline]
+pub(super) fn record_size(len: u64, gap: u64) -> u64 {
+    RECORD_HEADER + gap + ((len + 7) & !7)
 }
 
 /// The producer's cache line.
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub(super) struct ProducerLine {
-    /// Bytes published so far. Written only by the producer (Release); read by the consumer
-    /// (Acquire) when its cached copy says the ring is empty.
+    /// Bytes published so far. Written only by the producer (Release) when it publishes; the
+    /// consumer does not read it to receive (it polls each record's ready word), only to
+    /// report how full the ring is.
     pub(super) tail: AtomicU64,
 }
 
@@ -41,8 +88,9 @@ pub(super) struct ProducerLine {
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub(super) struct ConsumerLine {
-    /// Bytes released so far. Written only by the consumer (Release); read by the producer
-    /// (Acquire) when its cached copy says the ring is full.
+    /// Bytes released so far. Written only by the consumer (Release), lazily: once a quarter
+    /// of the ring was read, at the end of a `drain`, and whenever it finds the ring empty;
+    /// read by the producer (Acquire) when its cached copy says the ring is full.
     pub(super) head: AtomicU64,
 }
 
@@ -110,6 +158,9 @@ pub(super) struct Ring {
     pub(super) region: Region,
     pub(super) capacity: u64,
     pub(super) max_message: u64,
+    /// Whether large payloads get a gap that puts them on a 64-byte line (the largest
+    /// message leaves room for it: see [`Ring::aligns`]).
+    pub(super) aligned: bool,
     pub(super) storage: Storage,
 }
 
@@ -143,6 +194,7 @@ impl Ring {
             region: parts.region,
             capacity,
             max_message,
+            aligned: Ring::aligns(capacity, max_message),
             storage,
         };
         Ok((ring(parts.storage.clone()), ring(parts.storage.clone())))
@@ -164,13 +216,25 @@ impl Ring {
     }
 
     fn in_shm(m: &Mapped) -> Ring {
+        let capacity = m.geometry.capacity;
+        let max_message = u64::from(m.geometry.max_message);
         Ring {
             ctrl: m.control(),
             region: m.region(),
-            capacity: m.geometry.capacity,
-            max_message: u64::from(m.geometry.max_message),
+            capacity,
+            max_message,
+            aligned: Ring::aligns(capacity, max_message),
             storage: m.storage(),
         }
+    }
+
+    /// Whether a ring may put large payloads on a line: every record, with its largest gap
+    /// (56 bytes) and padding before it, must still fit in an empty ring with its terminator.
+    /// A record of `r` bytes needs at most `2r` (padding is shorter than the record it moves,
+    /// and the terminator fits in the slack of 8-byte rounding), so `r <= capacity / 2`:
+    /// `8 + 56 + max_message <= capacity / 2`. Both sides derive it from the geometry.
+    fn aligns(capacity: u64, max_message: u64) -> bool {
+        max_message + RECORD_HEADER + 56 <= capacity / 2
     }
 
     /// Attaches this process as the endpoint `slot` (with `role`) of an opened ring.
@@ -236,10 +300,11 @@ impl Ring {
 }
 
 impl Ring {
-    /// Bytes in use (published and not released) at about this moment; a peer's forged
-    /// index reads as a full ring at most.
-    pub(super) fn used_bytes(&self) -> usize {
-        let head = self.ctrl().consumer.head.load(Ordering::Acquire);
+    /// Bytes in use (published and not released) at about this moment, counted from `head`
+    /// (the shared one, or the consumer's own); a peer's forged index reads as a full ring at
+    /// most.
+    pub(super) fn used_bytes(&self, head: Option<u64>) -> usize {
+        let head = head.unwrap_or_else(|| self.ctrl().consumer.head.load(Ordering::Acquire));
         let tail = self.ctrl().producer.tail.load(Ordering::Acquire);
         tail.wrapping_sub(head).min(self.capacity) as usize
     }

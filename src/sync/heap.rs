@@ -65,6 +65,8 @@ pub(crate) struct HeapRing<C, M = (), K = ()> {
     meta: Box<[M]>,
     #[cfg(loom)]
     cells: Box<[loom::cell::UnsafeCell<()>]>,
+    #[cfg(loom)]
+    atoms: Box<[loom::sync::atomic::AtomicU64]>,
     _meta: std::marker::PhantomData<M>,
 }
 
@@ -176,6 +178,10 @@ where
             cells: (0..data_len.div_ceil(8))
                 .map(|_| loom::cell::UnsafeCell::new(()))
                 .collect(),
+            #[cfg(loom)]
+            atoms: (0..data_len.div_ceil(8))
+                .map(|_| loom::sync::atomic::AtomicU64::new(0))
+                .collect(),
             _meta: std::marker::PhantomData::<M>,
         });
         #[cfg(not(loom))]
@@ -186,13 +192,15 @@ where
         // `ring`, which every handle keeps alive (and in place) through the storage.
         #[cfg(not(loom))]
         let region = unsafe { Region::new(ring.data.ptr(), data_len) };
-        // SAFETY: as above; `cells` holds one cell per word of the region and lives as long.
+        // SAFETY: as above; `cells` and `atoms` hold one element per word of the region and
+        // live as long.
         #[cfg(loom)]
         let region = unsafe {
             Region::tracked(
                 ring.data.ptr(),
                 data_len,
                 NonNull::from(&*ring.cells).cast(),
+                NonNull::from(&*ring.atoms).cast(),
             )
         };
         #[cfg(not(loom))]

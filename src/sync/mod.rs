@@ -52,10 +52,3 @@ pub(crate) fn spin_hint() {
     #[cfg(loom)]
     loom::thread::yield_now();
 }
-
-/// How many rounds of `Backoff::snooze` a waiter spends before it announces itself and sleeps.
-/// Under loom spinning adds only states, never behaviours, so it is skipped.
-#[inline]
-pub(crate) fn spin_rounds() -> u32 {
-    if cfg!(loom) { 0 } else { 12 }
-}

@@ -5,6 +5,12 @@
 //! touched whenever the ring code starts or finishes using a range of the region. loom then
 //! reports any pair of such accesses that are not ordered by happens-before, which is exactly a
 //! producer writing a record the consumer may still be reading (or the reverse).
+//!
+//! Record header words are accessed atomically ([`Region::load_word`], [`Region::store_word`]):
+//! an SPSC record's header is its ready word, which the producer stores with Release once the
+//! record is written and the consumer polls with Acquire. In a normal build the word is the
+//! region's own 8 bytes seen as an `AtomicU64`; under loom, whose atomics cannot be overlaid on
+//! plain bytes, each word of a heap region has a loom `AtomicU64` of its own next to its cell.
 
 use std::ptr::NonNull;
 
@@ -22,6 +28,9 @@ pub(crate) struct Region {
     /// loom models never use.
     #[cfg(loom)]
     cells: Option<NonNull<loom::cell::UnsafeCell<()>>>,
+    /// One loom atomic per word (heap regions under loom): the header words.
+    #[cfg(loom)]
+    atoms: Option<NonNull<loom::sync::atomic::AtomicU64>>,
 }
 
 impl Region {
@@ -34,24 +43,28 @@ impl Region {
             len,
             #[cfg(loom)]
             cells: None,
+            #[cfg(loom)]
+            atoms: None,
         }
     }
 
     /// A region whose accesses loom tracks.
     ///
     /// # Safety
-    /// As [`Region::new`]; `cells` must point to `len.div_ceil(8)` cells that live as long
-    /// as the region.
+    /// As [`Region::new`]; `cells` and `atoms` must each point to `len.div_ceil(8)` elements
+    /// that live as long as the region.
     #[cfg(loom)]
     pub(crate) unsafe fn tracked(
         ptr: NonNull<u8>,
         len: usize,
         cells: NonNull<loom::cell::UnsafeCell<()>>,
+        atoms: NonNull<loom::sync::atomic::AtomicU64>,
     ) -> Self {
         Region {
             ptr,
             len,
             cells: Some(cells),
+            atoms: Some(atoms),
         }
     }
 
@@ -62,31 +75,68 @@ impl Region {
         off <= self.len && len <= self.len - off
     }
 
-    /// Reads the aligned 64-bit word at `off` (a record header).
+    /// Loads the aligned 64-bit word at `off` (a record header) atomically.
     ///
     /// # Safety
-    /// `off` must be 8-byte aligned, `self.contains(off, 8)`, and the caller must own the word
-    /// under the ring protocol (it was published to it). A peer that breaks the protocol can
-    /// still change it concurrently; the read is volatile so the compiler never assumes a
-    /// stable value, and the caller validates whatever it reads.
+    /// `off` must be 8-byte aligned and `self.contains(off, 8)`. The word may be written
+    /// concurrently (atomically, by the peer's producer) — that is what the ready word is for;
+    /// a peer that breaks the protocol can write anything there, and the caller validates what
+    /// it reads.
     #[inline]
-    pub(crate) unsafe fn read_u64(&self, off: usize) -> u64 {
+    pub(crate) unsafe fn load_word(&self, off: usize, order: super::Ordering) -> u64 {
         debug_assert!(off % 8 == 0 && self.contains(off, 8));
-        self.track_read(off, 8);
-        // SAFETY: in bounds and aligned (caller contract); the region is valid memory.
-        unsafe { self.ptr.as_ptr().add(off).cast::<u64>().read_volatile() }
+        // SAFETY: in bounds and aligned (caller contract).
+        unsafe { self.word(off) }.load(order)
     }
 
-    /// Writes the aligned 64-bit word at `off` (a record header).
+    /// Stores the aligned 64-bit word at `off` (a record header) atomically.
     ///
     /// # Safety
-    /// As [`Region::read_u64`]; the caller owns the word for writing (it lies in free space).
+    /// As [`Region::load_word`]; the caller owns the word for writing under the ring protocol
+    /// (it lies in free space, or is the ready word of a record it is publishing).
     #[inline]
-    pub(crate) unsafe fn write_u64(&self, off: usize, v: u64) {
+    pub(crate) unsafe fn store_word(&self, off: usize, v: u64, order: super::Ordering) {
         debug_assert!(off % 8 == 0 && self.contains(off, 8));
+        // A store claims the word as a write (loom): a payload read of the same bytes that
+        // it is not ordered with is the producer writing over a record being read. Loads are
+        // not tracked, as the consumer polls the word while the producer stores it.
         self.track_write(off, 8);
-        // SAFETY: in bounds and aligned (caller contract); the region is valid memory.
-        unsafe { self.ptr.as_ptr().add(off).cast::<u64>().write_volatile(v) }
+        // SAFETY: in bounds and aligned (caller contract).
+        unsafe { self.word(off) }.store(v, order)
+    }
+
+    /// The atomic word at `off`.
+    ///
+    /// # Safety
+    /// `off` 8-byte aligned and `self.contains(off, 8)`.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    unsafe fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the region is valid memory, 8-byte aligned (`Region::new` contract) and
+        // `off` is in bounds and aligned, so the address is a valid, aligned `AtomicU64`
+        // (same size and alignment as `u64` on every target the crate builds for), which
+        // every process accesses only atomically.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(off)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
+    }
+
+    /// The atomic word at `off`: the word's own loom atomic.
+    ///
+    /// # Safety
+    /// `off` 8-byte aligned and `self.contains(off, 8)`.
+    #[cfg(loom)]
+    #[inline(always)]
+    unsafe fn word(&self, off: usize) -> &loom::sync::atomic::AtomicU64 {
+        let atoms = self
+            .atoms
+            .expect("loom models use heap regions, which have per-word atomics");
+        // SAFETY: `off / 8 < len.div_ceil(8)`, the number of atomics (`tracked` contract).
+        unsafe { &*atoms.as_ptr().add(off / 8) }
     }
 
     /// A shared slice of `off..off+len`.

@@ -29,10 +29,8 @@
 
 use std::time::Duration;
 
-use crossbeam_utils::Backoff;
-
 use super::futex::Futex;
-use super::{AtomicU32, Deadline, Ordering, barrier, fence, spin_hint, spin_rounds};
+use super::{AtomicU32, Deadline, Ordering, barrier, fence, spin_hint};
 
 /// Longest single sleep; a waiter re-checks its peer's liveness at least this often.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
@@ -59,7 +57,12 @@ pub(crate) struct EventCount {
 /// How a blocked call waits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WaitStrategy {
-    /// Spin briefly with exponential backoff, then sleep on the futex (the default).
+    /// Poll as tightly as `Spin` for a time budget, then sleep on the futex (the default).
+    ///
+    /// The budget starts at 50 µs and adapts per handle: a waiter that is woken soon after it
+    /// fell asleep (its peer was busy, e.g. copying a large message) doubles it, up to 2 ms;
+    /// one that slept longer than that halves it again. So two busy sides do not put each
+    /// other to sleep, and an idle side sleeps after at most 2 ms of spinning.
     #[default]
     Adaptive,
     /// Sleep on the futex at once: lowest CPU use, highest wake-up latency.
@@ -75,6 +78,46 @@ pub(crate) enum Poll<T> {
     Ready(T),
     /// Not yet.
     Pending,
+}
+
+/// The `Adaptive` strategy's spin budget of one handle (see [`WaitStrategy::Adaptive`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpinBudget {
+    nanos: u32,
+}
+
+impl SpinBudget {
+    /// The budget a handle starts with, and the least it falls back to.
+    const BASE: u32 = 50_000;
+    /// The most a handle spins before it sleeps.
+    const MAX: u32 = 2_000_000;
+    /// Rounds polled before the clock is first read: a wait this short (the peer is a few
+    /// hundred nanoseconds behind) costs no clock read at all.
+    const FREE_ROUNDS: u32 = 128;
+
+    pub(crate) const fn new() -> SpinBudget {
+        SpinBudget { nanos: Self::BASE }
+    }
+
+    fn budget(&self) -> Duration {
+        Duration::from_nanos(u64::from(self.nanos))
+    }
+
+    /// A sleep just ended with the condition ready after `slept`: a sleep shorter than the
+    /// budget means the peer was busy, not idle, and the waiter should have kept spinning.
+    fn after_sleep(&mut self, slept: Duration) {
+        if slept < self.budget() {
+            self.nanos = (self.nanos * 2).min(Self::MAX);
+        } else if slept > Duration::from_nanos(u64::from(Self::MAX)) {
+            self.nanos = (self.nanos / 2).max(Self::BASE);
+        }
+    }
+}
+
+impl Default for SpinBudget {
+    fn default() -> Self {
+        SpinBudget::new()
+    }
 }
 
 /// Why [`EventCount::wait`] returned without the condition becoming ready.
@@ -144,6 +187,7 @@ impl EventCount {
         strategy: WaitStrategy,
         deadline: Deadline,
         stats: &mut WaitStats,
+        spin: &mut SpinBudget,
         mut poll: impl FnMut() -> Poll<T>,
         mut on_slice: impl FnMut() -> Poll<T>,
     ) -> Result<T, TimedOut> {
@@ -158,15 +202,14 @@ impl EventCount {
         if strategy == WaitStrategy::Spin {
             return spin_until(deadline, poll, on_slice);
         }
-        if strategy == WaitStrategy::Adaptive {
-            let backoff = Backoff::new();
-            for _ in 0..spin_rounds() {
-                backoff.snooze();
-                if let Poll::Ready(v) = poll() {
-                    return Ok(v);
-                }
+        // Under loom spinning adds only states, never behaviours, so it is skipped.
+        if strategy == WaitStrategy::Adaptive && !cfg!(loom) {
+            if let Poll::Ready(v) = spin_for(spin.budget(), &mut poll) {
+                return Ok(v);
             }
         }
+        #[cfg(not(loom))]
+        let parked = std::time::Instant::now();
         loop {
             // Announce, then re-check: see the module docs for why the barrier is needed.
             self.waiters.fetch_add(1, Ordering::Relaxed);
@@ -197,6 +240,10 @@ impl EventCount {
             self.epoch.wait(epoch, slice);
             self.waiters.fetch_sub(1, Ordering::Relaxed);
             if let Poll::Ready(v) = poll() {
+                #[cfg(not(loom))]
+                if strategy == WaitStrategy::Adaptive {
+                    spin.after_sleep(parked.elapsed());
+                }
                 return Ok(v);
             }
             if let Poll::Ready(v) = on_slice() {
@@ -226,6 +273,35 @@ fn final_poll<T>(mut poll: impl FnMut() -> Poll<T>) -> Result<T, TimedOut> {
         Poll::Ready(v) => Ok(v),
         Poll::Pending => Err(TimedOut),
     }
+}
+
+/// The spinning phase of `Adaptive`: polls as tightly as `Spin` until `budget` has passed,
+/// reading the clock once every 64 rounds (and not at all for the first rounds).
+#[cfg(not(loom))]
+fn spin_for<T>(budget: Duration, mut poll: impl FnMut() -> Poll<T>) -> Poll<T> {
+    let mut until = None;
+    let mut rounds: u32 = 0;
+    loop {
+        spin_hint();
+        if let Poll::Ready(v) = poll() {
+            return Poll::Ready(v);
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds < SpinBudget::FREE_ROUNDS || rounds % 64 != 0 {
+            continue;
+        }
+        let now = std::time::Instant::now();
+        match until {
+            None => until = Some(now + budget),
+            Some(t) if now >= t => return Poll::Pending,
+            Some(_) => {}
+        }
+    }
+}
+
+#[cfg(loom)]
+fn spin_for<T>(_budget: Duration, _poll: impl FnMut() -> Poll<T>) -> Poll<T> {
+    Poll::Pending
 }
 
 /// The `Spin` strategy: poll forever, looking at the clock and at the peers (`on_slice`,
