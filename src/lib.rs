@@ -69,6 +69,9 @@ mod shm;
 mod storage;
 mod sync;
 
+#[cfg(feature = "shared_memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shared_memory")))]
+pub mod interop;
 pub mod mpmc;
 pub mod spsc;
 #[cfg(feature = "bytemuck")]

@@ -55,6 +55,8 @@
 
 mod consumer;
 mod grant;
+#[cfg(feature = "shared_memory")]
+pub(crate) mod interop;
 mod producer;
 mod ring;
 
