@@ -76,7 +76,7 @@ use crate::error::OpenError;
 /// control block and the data region, rounded up to whole pages).
 ///
 /// # Errors
-/// [`OpenError::InvalidConfig`](crate::OpenError::InvalidConfig) when `config` describes no
+/// [`OpenError::InvalidConfig`] when `config` describes no
 /// valid ring.
 ///
 /// ```
@@ -91,7 +91,7 @@ pub fn spsc_mapping_len(config: &crate::spsc::Config) -> Result<usize, OpenError
 /// Bytes a `Shmem` needs to hold an MPMC ring made as `config` says.
 ///
 /// # Errors
-/// [`OpenError::InvalidConfig`](crate::OpenError::InvalidConfig) when `config` describes no
+/// [`OpenError::InvalidConfig`] when `config` describes no
 /// valid ring.
 ///
 /// ```
