@@ -50,6 +50,7 @@
 //! of any of them), and `examples/` for real processes. Linux only.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -68,8 +69,14 @@ mod shm;
 mod storage;
 mod sync;
 
+#[cfg(feature = "shared_memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shared_memory")))]
+pub mod interop;
 pub mod mpmc;
 pub mod spsc;
+#[cfg(feature = "bytemuck")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bytemuck")))]
+pub mod typed;
 
 pub use config::OpenOptions;
 pub use error::{

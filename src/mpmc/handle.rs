@@ -28,12 +28,12 @@ pub(super) struct Handle {
 
 impl Handle {
     /// Creates a shared ring whose first endpoint (registry entry 0) is this one.
-    pub(super) fn create(
-        name: Option<&str>,
+    pub(super) fn create<'a>(
+        place: impl Into<crate::shm::Place<'a>>,
         config: &Config,
         role: Role,
     ) -> Result<Handle, OpenError> {
-        let (ring, presence) = super::ring::create(name, config, role)?;
+        let (ring, presence) = super::ring::create(place, config, role)?;
         Ok(Handle::new(
             ring,
             role,

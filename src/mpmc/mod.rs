@@ -136,6 +136,8 @@
 
 mod grant;
 mod handle;
+#[cfg(feature = "shared_memory")]
+pub(crate) mod interop;
 mod message;
 mod model;
 mod receiver;

@@ -448,16 +448,15 @@ pub(super) fn in_shm(m: &Mapped) -> Ring {
 
 /// Creates a named (or anonymous) ring in shared memory; the creator takes registry entry 0
 /// in `role`. Returns the ring view.
-pub(super) fn create(
-    name: Option<&str>,
+pub(super) fn create<'a>(
+    place: impl Into<shm::Place<'a>>,
     config: &Config,
     role: Role,
 ) -> Result<(Ring, Option<Presence>), OpenError> {
-    let (slots, slot_size, max_message, endpoints) = config.mpmc_geometry()?;
-    let g = Geometry::new::<MpmcRules>(slots, slot_size, max_message, endpoints)
-        .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
+    let g = geometry(config)?;
+    let slots = g.capacity;
     let (mapped, presence) =
-        shm::create::<MpmcRules>(name, &g, config.mode, Some((0, role.code())), |m| {
+        shm::create::<MpmcRules>(place, &g, config.mode, Some((0, role.code())), |m| {
             // Nobody else can see the object before it is published: initialise the side word
             // of the creator and every slot's sequence (slot i is free for position i).
             let ring = in_shm(m);
@@ -467,4 +466,11 @@ pub(super) fn create(
             }
         })?;
     Ok((in_shm(&mapped), presence))
+}
+
+/// The shared-memory layout of a ring made as `config` says.
+pub(super) fn geometry(config: &Config) -> Result<Geometry, OpenError> {
+    let (slots, slot_size, max_message, endpoints) = config.mpmc_geometry()?;
+    Geometry::new::<MpmcRules>(slots, slot_size, max_message, endpoints)
+        .map_err(|c| OpenError::InvalidConfig(c.to_string()))
 }

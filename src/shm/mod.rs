@@ -9,6 +9,8 @@
 //! cannot be placed in a mapping.
 
 mod endpoints;
+#[cfg(feature = "shared_memory")]
+mod foreign;
 mod inspect;
 mod layout;
 mod lock;
@@ -18,5 +20,7 @@ mod segment;
 mod sigbus;
 
 pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};
-pub(crate) use open::{FdTrust, Mapped, create, open_fd, open_with};
+pub(crate) use open::{FdTrust, Mapped, Place, create, open_fd, open_with};
 pub use segment::{MAX_NAME_LEN, unlink, validate_name};
+#[cfg(feature = "shared_memory")]
+pub(crate) use {foreign::segment as foreign_segment, open::open_segment};

@@ -129,20 +129,43 @@ fn refuse_under_model() -> Result<(), OpenError> {
     Ok(())
 }
 
-/// Creates a named (or, with `name == None`, anonymous) ring object of kind `R`: the header
-/// is written, `creator` (an endpoint slot and role), if any, is attached for this process,
-/// then `init` prepares the control block, and only then is the ring published as ready.
-pub(crate) fn create<R: KindRules>(
-    name: Option<&str>,
+/// Where [`create`] puts a new ring.
+#[derive(Debug)]
+pub(crate) enum Place<'a> {
+    /// A new named object.
+    Named(&'a str),
+    /// A new memfd.
+    Anonymous,
+    /// A mapping this process already has (`shared_memory` interop), whose object exists.
+    #[cfg(feature = "shared_memory")]
+    Foreign(Segment),
+}
+
+impl<'a> From<Option<&'a str>> for Place<'a> {
+    fn from(name: Option<&'a str>) -> Place<'a> {
+        name.map_or(Place::Anonymous, Place::Named)
+    }
+}
+
+/// Creates a ring object of kind `R` where `place` says: the header is written, `creator`
+/// (an endpoint slot and role), if any, is attached for this process, then `init` prepares
+/// the control block, and only then is the ring published as ready.
+pub(crate) fn create<'a, R: KindRules>(
+    place: impl Into<Place<'a>>,
     g: &Geometry,
     mode: u32,
     creator: Option<(usize, u32)>,
     init: impl FnOnce(&Mapped),
 ) -> Result<(Mapped, Option<Presence>), OpenError> {
     refuse_under_model()?;
-    let seg = match name {
-        Some(name) => Segment::create(name, g.object_len(), mode)?,
-        None => Segment::create_anonymous(g.object_len())?,
+    let (seg, named) = match place.into() {
+        Place::Named(name) => (Segment::create(name, g.object_len(), mode)?, true),
+        Place::Anonymous => (Segment::create_anonymous(g.object_len())?, false),
+        #[cfg(feature = "shared_memory")]
+        Place::Foreign(seg) => {
+            super::foreign::prepare(&seg, g)?;
+            (seg, true)
+        }
     };
     let me = ProcessId::current();
     Header::of(&seg).init(g, me);
@@ -163,7 +186,7 @@ pub(crate) fn create<R: KindRules>(
     init(&mapped);
     Header::of(&mapped.seg).publish();
     // Published: openers no longer need to know whether a creator is at work.
-    if name.is_some() {
+    if named {
         let _ = lock::unlock(mapped.seg.fd(), lock::CREATION_BYTE);
     }
     Ok((mapped, presence))
@@ -233,6 +256,14 @@ fn check_sealed_memfd(fd: &OwnedFd) -> Result<(), OpenError> {
         ),
         Err(e) => Err(segment::io_err("fcntl(F_GET_SEALS)", e)),
     }
+}
+
+/// Validates a ring of kind `R` in a mapping this process already has (`shared_memory`
+/// interop).
+#[cfg(feature = "shared_memory")]
+pub(crate) fn open_segment<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {
+    refuse_under_model()?;
+    validated::<R>(seg)
 }
 
 fn validated<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {

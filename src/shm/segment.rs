@@ -164,8 +164,8 @@ pub(crate) struct Segment {
     /// (`None` for a memfd sealed against shrinking). Declared before `_map` so that it is
     /// dropped (unregistered) before the mapping is unmapped, as the guard requires.
     guard: Option<sigbus::Guard>,
-    /// Keeps the mapping alive (unmapped on drop); accessed through `base`.
-    _map: MmapRaw,
+    /// Keeps the mapping alive; accessed through `base`.
+    _map: Mapping,
     base: NonNull<u8>,
     fd: OwnedFd,
     /// Size of the object when it was mapped; the mapping covers exactly this.
@@ -292,14 +292,51 @@ impl Segment {
             context: "mmap",
             source: std::io::Error::other("null mapping"),
         })?;
+        // SAFETY: the range is exactly the mapping just made, which the segment owns and
+        // unmaps only after dropping the guard (field order), and nothing has accessed it yet.
+        unsafe { Self::guarded(Mapping::Own(map), base, len, fd) }
+    }
+
+    /// A segment over a mapping that another library made and keeps (`owner`), of the object
+    /// behind `fd`.
+    ///
+    /// # Safety
+    /// `base..base + len` must be a shared mapping of the object behind `fd`, readable and
+    /// writable, that `owner` keeps mapped until it is dropped, and that nothing in this
+    /// process accesses meanwhile except through the returned segment.
+    #[cfg(feature = "shared_memory")]
+    pub(crate) unsafe fn foreign(
+        owner: super::foreign::Owner,
+        base: NonNull<u8>,
+        len: u64,
+        fd: OwnedFd,
+        name: String,
+    ) -> Result<Segment, OpenError> {
+        // SAFETY: as this function's contract; the owner is dropped after the guard (field
+        // order), so the range stays mapped while the guard covers it.
+        let seg = unsafe { Self::guarded(Mapping::Foreign(owner), base, len, fd) }?;
+        Ok(seg.with_name(&name))
+    }
+
+    /// Puts `base..base + len` under the `SIGBUS` guard unless the object cannot shrink.
+    ///
+    /// # Safety
+    /// `base..base + len` is a mapping of `fd` that `map` keeps mapped, and nothing has
+    /// accessed it through this segment yet.
+    unsafe fn guarded(
+        map: Mapping,
+        base: NonNull<u8>,
+        len: u64,
+        fd: OwnedFd,
+    ) -> Result<Segment, OpenError> {
         let guard = if can_shrink(&fd) {
-            // SAFETY: the range is exactly the mapping just made, which the segment owns and
-            // unmaps only after dropping the guard (field order), and nothing has accessed it
-            // yet. The rings reach it through raw pointers and atomics, and read the bytes of
-            // a message in place as they read bytes a peer may rewrite at any time; they check
+            // SAFETY: the range is mapped for as long as `map`, which the segment drops only
+            // after the guard (field order); nothing accessed it yet (caller contract). The
+            // rings reach it through raw pointers and atomics, and read the bytes of a message
+            // in place as they read bytes a peer may rewrite at any time; they check
             // `poisoned` on their slow paths and whenever they find corruption (the contents
             // then count as garbage, as the guard's contract asks).
-            match unsafe { sigbus::Guard::register(base.as_ptr(), map_len) } {
+            match unsafe { sigbus::Guard::register(base.as_ptr(), len as usize) } {
                 Ok(guard) => Some(guard),
                 // Never map a truncatable object without the guard.
                 Err(sigbus::Full) => {
@@ -354,6 +391,16 @@ impl Segment {
     pub(crate) fn poisoned(&self) -> bool {
         self.guard.as_ref().is_some_and(sigbus::Guard::poisoned)
     }
+}
+
+/// What keeps a segment's memory mapped.
+#[derive(Debug)]
+enum Mapping {
+    /// Our own mapping, unmapped on drop.
+    Own(#[allow(dead_code)] MmapRaw),
+    /// A mapping another library made (a `shared_memory::Shmem`), unmapped by it on drop.
+    #[cfg(feature = "shared_memory")]
+    Foreign(#[allow(dead_code)] super::foreign::Owner),
 }
 
 /// Whether someone holding (or opening) the object could shrink it under our mapping: true

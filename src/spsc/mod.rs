@@ -70,6 +70,8 @@
 mod bulk;
 mod consumer;
 mod grant;
+#[cfg(feature = "shared_memory")]
+pub(crate) mod interop;
 mod producer;
 mod ring;
 

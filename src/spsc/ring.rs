@@ -202,17 +202,22 @@ impl Ring {
 
     /// Creates a named (or anonymous) ring in shared memory; `creator`, if any, is the
     /// endpoint slot and role this process takes.
-    pub(super) fn create(
-        name: Option<&str>,
+    pub(super) fn create<'a>(
+        place: impl Into<shm::Place<'a>>,
         config: &Config,
         creator: Option<(usize, u32)>,
     ) -> Result<(Ring, Option<Presence>), OpenError> {
-        let (capacity, max_message) = config.spsc_geometry()?;
-        let g = Geometry::new::<SpscRules>(capacity, 0, max_message as u32, 2)
-            .map_err(|c| OpenError::InvalidConfig(c.to_string()))?;
+        let g = Ring::geometry(config)?;
         // The control block of a fresh object is all zeros, its initial state.
-        let (mapped, presence) = shm::create::<SpscRules>(name, &g, config.mode, creator, |_| {})?;
+        let (mapped, presence) = shm::create::<SpscRules>(place, &g, config.mode, creator, |_| {})?;
         Ok((Ring::in_shm(&mapped), presence))
+    }
+
+    /// The shared-memory layout of a ring made as `config` says.
+    pub(super) fn geometry(config: &Config) -> Result<Geometry, OpenError> {
+        let (capacity, max_message) = config.spsc_geometry()?;
+        Geometry::new::<SpscRules>(capacity, 0, max_message as u32, 2)
+            .map_err(|c| OpenError::InvalidConfig(c.to_string()))
     }
 
     fn in_shm(m: &Mapped) -> Ring {
