@@ -170,6 +170,43 @@ fn stale_needs_someone_who_came_and_went() {
         shmring::unlink_if_stale(name.as_str()),
         Err(OpenError::NotFound(_))
     ));
+
+    // Senders that sent and left before any receiver came: their messages wait, not stale.
+    for kind in [RingKind::Spsc, RingKind::Mpmc] {
+        let name = RingName::new("inspect-pending");
+        match kind {
+            RingKind::Spsc => {
+                spsc::create(name.as_str(), shmring::spsc::Config::default()).unwrap();
+                let mut tx = spsc::Producer::open(name.as_str()).unwrap();
+                tx.send(b"for later").unwrap();
+            }
+            RingKind::Mpmc => {
+                mpmc::create(name.as_str(), mpmc::Config::default()).unwrap();
+                let mut tx = mpmc::Sender::open(name.as_str()).unwrap();
+                tx.send(b"for later").unwrap();
+            }
+        }
+        assert!(!shmring::is_stale(name.as_str()).unwrap(), "{kind}");
+        assert!(!shmring::unlink_if_stale(name.as_str()).unwrap(), "{kind}");
+        let info = shmring::inspect(name.as_str()).unwrap();
+        assert_eq!(
+            (info.stale, info.traffic.messages),
+            (false, Some(1)),
+            "{kind}"
+        );
+        // Once a receiver took the message and left, it is.
+        match kind {
+            RingKind::Spsc => {
+                let mut rx = spsc::Consumer::open(name.as_str()).unwrap();
+                assert_eq!(&*rx.recv().unwrap(), b"for later");
+            }
+            RingKind::Mpmc => {
+                let mut rx = mpmc::Receiver::open(name.as_str()).unwrap();
+                assert_eq!(&*rx.recv().unwrap(), b"for later");
+            }
+        }
+        assert!(shmring::is_stale(name.as_str()).unwrap(), "{kind}");
+    }
 }
 
 /// Inspecting needs read permission only: a ring made read-only for its owner is still
@@ -180,11 +217,7 @@ fn inspect_opens_read_only() {
     use std::os::unix::fs::PermissionsExt;
     let name = RingName::new("inspect-read-only");
     mpmc::create(name.as_str(), mpmc::Config::default().slots(4)).unwrap();
-    std::fs::set_permissions(
-        name.dev_shm_path(),
-        std::fs::Permissions::from_mode(0o400),
-    )
-    .unwrap();
+    std::fs::set_permissions(name.dev_shm_path(), std::fs::Permissions::from_mode(0o400)).unwrap();
     let info = shmring::inspect(name.as_str()).unwrap();
     assert_eq!(info.mode, 0o400);
     assert_eq!(info.uid, rustix_uid());

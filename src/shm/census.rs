@@ -87,14 +87,34 @@ pub struct Traffic {
 /// A read-only view of a mapped ring: its control block and data region.
 pub(super) struct View<'a> {
     /// Start of the control block.
-    pub(super) control: NonNull<u8>,
+    control: NonNull<u8>,
     /// Start of the data region.
-    pub(super) data: NonNull<u8>,
+    data: NonNull<u8>,
     /// The validated geometry: every offset and length in it lies inside the mapping.
-    pub(super) geometry: &'a Geometry,
+    geometry: &'a Geometry,
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
+    /// The view of a mapped segment whose geometry `g` was validated against it.
+    pub(super) fn of(seg: &'a super::segment::Segment, geometry: &'a Geometry) -> View<'a> {
+        let at = |off: u64| {
+            debug_assert!(off < seg.len());
+            // SAFETY: `off` is an offset of a geometry validated against this mapping (below
+            // its length), so the result points inside it.
+            unsafe { seg.ptr().add(off as usize) }
+        };
+        View {
+            control: at(geometry.control_offset),
+            data: at(geometry.data_offset),
+            geometry,
+        }
+    }
+
+    /// MPMC: whether any receiver ever attached (the receivers' side word counts attaches).
+    pub(super) fn mpmc_receivers_came(&self) -> bool {
+        self.u64_at(MPMC_RECEIVERS) != 0
+    }
+
     fn u64_at(&self, off: u64) -> u64 {
         debug_assert!(off % 8 == 0 && off + 8 <= WORDS_END);
         // SAFETY: `off + 8 <= WORDS_END <= CONTROL_SIZE` of either kind, inside the control

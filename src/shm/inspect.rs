@@ -78,11 +78,12 @@ pub struct RingInfo {
     pub traffic: Traffic,
     /// Whether the ring is stale: some endpoint attached to it once, and nobody is there any
     /// more (every endpoint that attached has closed or died, no process holds any of the
-    /// ring's liveness locks, and no creator is at work). A stale ring can never carry a
-    /// message again from a live sender to a live receiver that were there; removing its name
-    /// loses nothing anybody waits for. A ring that nobody ever attached to (made by
+    /// ring's liveness locks, and no creator is at work), and it holds no message for a
+    /// receiving side that never attached. Removing a stale ring's name loses nothing that
+    /// anybody could still receive. A ring that nobody ever attached to (made by
     /// [`spsc::create`](crate::spsc::create) or [`mpmc::create`](crate::mpmc::create) and
-    /// waiting for its ends) is *not* stale. See [`is_stale`](crate::is_stale).
+    /// waiting for its ends) is *not* stale, nor is one whose producer sent and left before
+    /// its consumer came. See [`is_stale`](crate::is_stale).
     pub stale: bool,
 }
 
@@ -170,12 +171,7 @@ pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
             state,
         });
     }
-    let traffic = View {
-        control: seg_at(&seg, g.control_offset),
-        data: seg_at(&seg, g.data_offset),
-        geometry: &g,
-    }
-    .traffic();
+    let traffic = View::of(&seg, &g).traffic();
     let st = rustix::fs::fstat(seg.fd()).map_err(|e| super::segment::io_err("fstat", e))?;
     // Judged last: an endpoint that attached while the table was read holds its lock now.
     let stale = matches!(stale::judge(&seg, Ok(g)), Ok(true));
@@ -212,12 +208,4 @@ pub(super) fn validate_any(seg: &Segment) -> Result<Geometry, OpenError> {
             r => r,
         }
     }
-}
-
-/// The address `off` bytes into the mapping, for an offset of the validated geometry.
-fn seg_at(seg: &Segment, off: u64) -> std::ptr::NonNull<u8> {
-    debug_assert!(off < seg.len());
-    // SAFETY: `off` is an offset of a geometry validated against this mapping (below its
-    // length), so the result points inside it.
-    unsafe { seg.ptr().add(off as usize) }
 }

@@ -5,14 +5,16 @@
 //! a ring is stale when
 //!
 //! 1. some entry of its endpoint table was ever taken (a ring that nobody attached to yet is
-//!    waiting for its ends, like a FIFO made by `mkfifo`, and is never stale), and
-//! 2. no process holds any of its locks: neither the creation lock (a creator at work) nor
+//!    waiting for its ends, like a FIFO made by `mkfifo`, and is never stale),
+//! 2. it holds no message for a receiving side that never attached (a producer that sent
+//!    and left before its consumer came left its messages for that consumer), and
+//! 3. no process holds any of its locks: neither the creation lock (a creator at work) nor
 //!    any endpoint's liveness lock (an endpoint alive, or one attaching right now).
 //!
 //! The locks are OFD locks that the kernel releases when their holder dies, however it dies,
 //! so a ring whose processes were killed with SIGKILL becomes stale at once, and a ring with a
 //! live endpoint in any pid namespace never is. A ring whose creator died while initialising
-//! it (`Abandoned`) and a ring marked poisoned are stale under 2 alone: nobody can open
+//! it (`Abandoned`) and a ring marked poisoned are stale under 3 alone: nobody can open
 //! either again. A probe that fails counts as a held lock (not stale).
 //!
 //! Removing ([`unlink_if_stale`]) closes the race with a process attaching meanwhile: it
@@ -23,12 +25,16 @@
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
+use super::census::View;
 use super::inspect::validate_any;
 use super::layout::{EP_FREE, Header};
 use super::lock::{self, CREATION_BYTE, LockKind, endpoint_byte};
 use super::segment::{self, Segment};
 use crate::error::OpenError;
-use crate::geometry::{Geometry, HEADER_SIZE, MAGIC, MAX_ENDPOINTS};
+use crate::geometry::{Geometry, HEADER_SIZE, Kind, MAGIC, MAX_ENDPOINTS};
+
+/// The SPSC consumer's entry in the endpoint table (the producer's is 0).
+const SPSC_CONSUMER_SLOT: usize = 1;
 use crate::sync::shared::{AtomicU64, Ordering};
 
 /// Whether any process other than through `fd`'s own description holds the creation lock or
@@ -42,16 +48,32 @@ fn ever_attached(h: &Header, entries: u32) -> bool {
     (0..entries as usize).any(|slot| h.endpoint_snapshot(slot).is_some_and(|e| e.0 != EP_FREE))
 }
 
-/// Part 1 of the rule, from the header and how validating it went.
+/// Whether the ring holds messages for a receiving side that never attached: the SPSC
+/// consumer's entry was never taken, or no MPMC receiver ever attached.
+fn awaits_first_receiver(seg: &Segment, g: &Geometry) -> bool {
+    let view = View::of(seg, g);
+    let came = match g.kind {
+        Kind::Spsc => Header::of(seg)
+            .endpoint_snapshot(SPSC_CONSUMER_SLOT)
+            .is_some_and(|e| e.0 != EP_FREE),
+        Kind::Mpmc => view.mpmc_receivers_came(),
+    };
+    !came && view.traffic().used_bytes > 0
+}
+
+/// Parts 1 and 2 of the rule, from the ring's memory and how validating it went.
 fn by_header(seg: &Segment, validated: Result<Geometry, OpenError>) -> Result<bool, OpenError> {
     match validated {
-        Ok(g) => Ok(ever_attached(Header::of(seg), g.endpoint_count)),
+        Ok(g) => {
+            Ok(ever_attached(Header::of(seg), g.endpoint_count) && !awaits_first_receiver(seg, &g))
+        }
         Err(OpenError::Abandoned | OpenError::Poisoned) => Ok(true),
         Err(e) => Err(e),
     }
 }
 
-/// The whole rule for a mapped object whose validation gave `validated`.
+/// The whole rule for a mapped object whose validation gave `validated` (part 3 last: an
+/// endpoint that attached while the rest was read holds its lock by then).
 pub(super) fn judge(
     seg: &Segment,
     validated: Result<Geometry, OpenError>,
