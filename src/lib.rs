@@ -84,6 +84,7 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 pub use shm::{
-    EndpointInfo, EndpointState, MAX_NAME_LEN, RingInfo, RingKind, inspect, unlink, validate_name,
+    EndpointInfo, EndpointState, MAX_NAME_LEN, RingInfo, RingKind, Traffic, inspect, is_stale,
+    unlink, unlink_if_stale, validate_name,
 };
 pub use sync::waiter::{WaitStats, WaitStrategy};

@@ -134,6 +134,7 @@
 //! check the registry and crash recovery on a heap ring that has both (`model`, with a model
 //! of the registry in `sync::registry`).
 
+mod detached;
 mod grant;
 mod handle;
 #[cfg(feature = "shared_memory")]
@@ -152,6 +153,7 @@ pub mod __model {
     pub use super::model::{Peers, channel_with_registry};
 }
 
+pub use detached::create;
 pub use grant::Grant;
 pub use message::{Iter, Message};
 pub use receiver::Receiver;

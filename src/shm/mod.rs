@@ -8,6 +8,7 @@
 //! this module still compiles, but refuses to create or open anything, as loom's atomics
 //! cannot be placed in a mapping.
 
+mod census;
 mod endpoints;
 #[cfg(feature = "shared_memory")]
 mod foreign;
@@ -18,9 +19,12 @@ mod open;
 mod peer;
 mod segment;
 mod sigbus;
+mod stale;
 
+pub use census::Traffic;
 pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};
 pub(crate) use open::{FdTrust, Mapped, Place, create, open_fd, open_with};
 pub use segment::{MAX_NAME_LEN, unlink, validate_name};
+pub use stale::{is_stale, unlink_if_stale};
 #[cfg(feature = "shared_memory")]
 pub(crate) use {foreign::segment as foreign_segment, open::open_segment};

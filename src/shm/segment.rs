@@ -254,10 +254,27 @@ impl Segment {
         Ok(fd)
     }
 
+    /// Opens an existing named object read-only and maps it read-only, for a report that
+    /// writes nothing (`inspect`): only read permission is needed, so other users' rings can
+    /// be looked at. A symbolic link (`O_NOFOLLOW`) or anything but a regular file is refused.
+    pub(crate) fn open_read_only(name: &str) -> Result<Segment, OpenError> {
+        validate_name(name)?;
+        let fd = shm::open(name, shm::OFlags::RDONLY | nofollow(), Mode::empty())
+            .map_err(|e| map_errno(e, name, "shm_open"))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
+        check_trusted(name, &st, rustix::process::geteuid().as_raw(), true)?;
+        Self::from_fd_with(fd, crate::geometry::HEADER_SIZE, false).map(|s| s.with_name(name))
+    }
+
     /// Maps all of an object given by an fd (a named object just opened, or e.g. a memfd
     /// received over a Unix socket or inherited across `fork`/`exec`), after checking it holds
     /// at least `min_len` bytes.
     pub(crate) fn from_owned_fd(fd: OwnedFd, min_len: u64) -> Result<Segment, OpenError> {
+        Self::from_fd_with(fd, min_len, true)
+    }
+
+    /// [`from_owned_fd`](Segment::from_owned_fd), mapped read-write or read-only.
+    fn from_fd_with(fd: OwnedFd, min_len: u64, writable: bool) -> Result<Segment, OpenError> {
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
         let len = u64::try_from(st.st_size).unwrap_or(0);
         if len < min_len {
@@ -275,19 +292,27 @@ impl Segment {
                 needed: min_len,
             });
         }
-        Self::map(fd, len)
+        Self::map_with(fd, len, writable)
     }
 
     fn map(fd: OwnedFd, len: u64) -> Result<Segment, OpenError> {
+        Self::map_with(fd, len, true)
+    }
+
+    fn map_with(fd: OwnedFd, len: u64, writable: bool) -> Result<Segment, OpenError> {
         let map_len = usize::try_from(len)
             .map_err(|_| OpenError::InvalidConfig(format!("{len} bytes do not fit in memory")))?;
-        let map = MmapOptions::new()
-            .len(map_len)
-            .map_raw(&fd)
-            .map_err(|source| OpenError::Io {
-                context: "mmap",
-                source,
-            })?;
+        let mut options = MmapOptions::new();
+        options.len(map_len);
+        let map = if writable {
+            options.map_raw(&fd)
+        } else {
+            options.map_raw_read_only(&fd)
+        };
+        let map = map.map_err(|source| OpenError::Io {
+            context: "mmap",
+            source,
+        })?;
         let base = NonNull::new(map.as_mut_ptr()).ok_or(OpenError::Io {
             context: "mmap",
             source: std::io::Error::other("null mapping"),

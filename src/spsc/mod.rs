@@ -73,7 +73,7 @@ mod grant;
 #[cfg(feature = "shared_memory")]
 pub(crate) mod interop;
 mod producer;
-mod ring;
+pub(crate) mod ring;
 
 pub use consumer::{Consumer, Iter, Message};
 pub use grant::{Batch, Grant};

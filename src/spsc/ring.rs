@@ -20,7 +20,7 @@ pub(super) const PRODUCER_SLOT: usize = 0;
 pub(super) const CONSUMER_SLOT: usize = 1;
 
 /// Flag bit of a record header: the record is padding up to the end of the region.
-pub(super) const PAD: u64 = 1 << 63;
+pub(crate) const PAD: u64 = 1 << 63;
 /// Flag bit of a record header: the record is published. A header word of 0 is the
 /// *terminator* the producer leaves after its last record: nothing there yet.
 pub(super) const READY: u64 = 1 << 62;
@@ -42,14 +42,14 @@ pub(super) fn message_header(len: u64, gap: u64) -> u64 {
 
 /// The header word of a padding record covering `skip` bytes (header included).
 #[inline]
-pub(super) fn pad_header(skip: u64) -> u64 {
+pub(crate) fn pad_header(skip: u64) -> u64 {
     PAD | READY | (skip - RECORD_HEADER)
 }
 
 /// A message header's payload length and gap, or `None` if the word is no valid message
 /// header (unknown flag bits, or not marked ready).
 #[inline]
-pub(super) fn parse_header(word: u64) -> Option<(u64, u64)> {
+pub(crate) fn parse_header(word: u64) -> Option<(u64, u64)> {
     if word & !(READY | GAP_MASK | LEN_MASK) != 0 || word & READY == 0 {
         return None;
     }
@@ -70,7 +70,7 @@ pub(super) fn gap_for(at: u64, len: u64, aligned: bool) -> u64 {
 
 /// Size of the record holding a `len`-byte payload `gap` bytes after its header.
 #[inline]
-pub(super) fn record_size(len: u64, gap: u64) -> u64 {
+pub(crate) fn record_size(len: u64, gap: u64) -> u64 {
     RECORD_HEADER + gap + ((len + 7) & !7)
 }
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::CliError;
-use crate::ring::parse_bytes;
+use crate::args::parse_bytes;
 use harness::{Job, SideReport, Test};
 use transports::{Ctx, Transport, Unavailable};
 
