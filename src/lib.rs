@@ -68,6 +68,7 @@ mod shm;
 mod storage;
 mod sync;
 
+pub mod evented;
 pub mod mpmc;
 pub mod spsc;
 

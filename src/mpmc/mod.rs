@@ -134,6 +134,7 @@
 //! check the registry and crash recovery on a heap ring that has both (`model`, with a model
 //! of the registry in `sync::registry`).
 
+pub(crate) mod evented;
 mod grant;
 mod handle;
 mod message;

@@ -54,6 +54,7 @@
 //! batches; messages and iterators).
 
 mod consumer;
+pub(crate) mod evented;
 mod grant;
 mod producer;
 mod ring;

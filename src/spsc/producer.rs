@@ -496,7 +496,7 @@ impl Producer {
         // `Consumer::peek`: the records (headers and payloads) are visible before the index.
         let order = weaken(cfg!(shmring_mutant = "relaxed_tail"), Ordering::Release);
         ctrl.producer.tail.store(self.tail, order);
-        ctrl.wait.readable.notify();
+        ctrl.wait.readable.notify(&self.ring.storage);
     }
 
     /// Sends a message, waiting while the ring is full.
@@ -621,7 +621,7 @@ impl Producer {
         // also sees the final tail (`spsc_close::consumer_polling_sees_close_after_last_message`).
         let order = weaken(cfg!(shmring_mutant = "relaxed_close"), Ordering::Release);
         w.producer_closed.store(1, order);
-        w.readable.notify_closed();
+        w.readable.notify_closed(&self.ring.storage);
         self.ring.storage.detach(PRODUCER_SLOT);
         self.ep.end_presence();
     }
