@@ -69,6 +69,7 @@ mod storage;
 mod sync;
 
 pub mod evented;
+pub mod io;
 pub mod mpmc;
 pub mod spsc;
 

@@ -68,6 +68,8 @@ mod spsc;
 
 #[cfg(all(feature = "tokio", not(loom)))]
 #[cfg(all(feature = "tokio", not(loom)))]
+pub use io_async::{AsyncByteReader, AsyncRecvEnd};
+#[cfg(all(feature = "tokio", not(loom)))]
 pub use mpmc::{AsyncReceiver, AsyncSender};
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use spsc::{AsyncConsumer, AsyncProducer};
