@@ -35,6 +35,12 @@ pub struct AsyncReceiver {
 }
 
 impl AsyncReceiver {
+    /// How often this handle found nothing to do (`waits`) and parked until the doorbell
+    /// (`sleeps`), so far.
+    pub fn wait_stats(&self) -> crate::WaitStats {
+        self.park.stats
+    }
+
     /// Wraps a receiver, registering it with the process's doorbell dispatcher.
     ///
     /// # Errors
@@ -150,6 +156,12 @@ pub struct AsyncSender {
 }
 
 impl AsyncSender {
+    /// How often this handle found nothing to do (`waits`) and parked until the doorbell
+    /// (`sleeps`), so far.
+    pub fn wait_stats(&self) -> crate::WaitStats {
+        self.park.stats
+    }
+
     /// Wraps a sender, registering it with the process's doorbell dispatcher.
     ///
     /// # Errors

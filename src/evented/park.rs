@@ -21,7 +21,7 @@ use crossbeam_utils::Backoff;
 
 use super::Announcement;
 use super::hub::Registration;
-use crate::WaitStrategy;
+use crate::{WaitStats, WaitStrategy};
 
 /// Looks at the ring made while spinning (each after a short `Backoff::spin`) before
 /// yielding, with `Adaptive` and `Spin`: about ten microseconds in all.
@@ -39,6 +39,8 @@ pub(crate) struct Park {
     /// The waker was left with the hub since the last look at the ring.
     registered: bool,
     backoff: Backoff,
+    /// `waits`: calls that found nothing to do; `sleeps`: times the end parked.
+    pub(crate) stats: WaitStats,
 }
 
 impl std::fmt::Debug for Park {
@@ -61,6 +63,7 @@ impl Park {
             yields: 0,
             registered: false,
             backoff: Backoff::new(),
+            stats: WaitStats::default(),
         })
     }
 
@@ -96,6 +99,9 @@ impl Park {
             self.registered = false;
             return Poll::Pending;
         }
+        if self.spins == 0 && self.yields == 0 {
+            self.stats.waits += 1;
+        }
         if self.strategy != WaitStrategy::Block {
             if self.spins < SPIN_POLLS {
                 self.spins += 1;
@@ -109,6 +115,7 @@ impl Park {
             }
         }
         // Park: waker first, then the announcement; the caller looks once more.
+        self.stats.sleeps += 1;
         self.spins = self.spins.max(1);
         self.registration.set_waker(cx.waker());
         self.registered = true;

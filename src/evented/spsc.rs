@@ -54,6 +54,12 @@ pub struct AsyncConsumer {
 }
 
 impl AsyncConsumer {
+    /// How often this handle found nothing to do (`waits`) and parked until the doorbell
+    /// (`sleeps`), so far.
+    pub fn wait_stats(&self) -> crate::WaitStats {
+        self.park.stats
+    }
+
     /// Wraps a consumer, registering it with the process's doorbell dispatcher (started by
     /// the first async handle). Any consumer works: named, anonymous or on the heap.
     ///
@@ -185,6 +191,12 @@ pub struct AsyncProducer {
 }
 
 impl AsyncProducer {
+    /// How often this handle found nothing to do (`waits`) and parked until the doorbell
+    /// (`sleeps`), so far.
+    pub fn wait_stats(&self) -> crate::WaitStats {
+        self.park.stats
+    }
+
     /// Wraps a producer, registering it with the process's doorbell dispatcher.
     ///
     /// # Errors
