@@ -171,7 +171,12 @@ fn main() -> Res<()> {
             let served = server(&prefix, clients, || {
                 child = Some(
                     Command::new(std::env::current_exe().expect("this program"))
-                        .args(["client", &prefix, &clients.to_string(), &requests.to_string()])
+                        .args([
+                            "client",
+                            &prefix,
+                            &clients.to_string(),
+                            &requests.to_string(),
+                        ])
                         .stdin(Stdio::null())
                         .spawn()
                         .expect("start the clients"),

@@ -1,7 +1,7 @@
 //! Byte streams over rings: `std::io::Write` for the sending ends and a
 //! [`ByteReader`] (`std::io::Read`) for the receiving ends, so that code written for pipes or
 //! sockets can use a ring. (With feature `tokio`: `AsyncWrite` for the async sending ends and
-//! [`AsyncByteReader`](crate::evented::AsyncByteReader) for `AsyncRead`.)
+//! `evented::AsyncByteReader` for `AsyncRead`.)
 //!
 //! A stream of bytes is cut into records: each `write` sends one message of at most the
 //! ring's [`max_message`](crate::spsc::Producer::max_message) bytes (and returns how many it

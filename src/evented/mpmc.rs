@@ -71,6 +71,7 @@ impl AsyncReceiver {
 
     /// Claims the next message, waiting (in the executor) while the ring is empty. The claim
     /// must be lent out in the same poll.
+    #[inline]
     fn poll_claimed(&mut self, cx: &mut Context<'_>) -> Poll<Result<Claimed, RecvError>> {
         loop {
             let err = match self.rx.evented_take() {
@@ -99,6 +100,7 @@ impl AsyncReceiver {
     /// # Errors
     /// [`RecvError::Disconnected`] once every sender is gone and the ring is drained,
     /// [`RecvError::Corrupted`].
+    #[inline]
     pub async fn recv(&mut self) -> Result<Message<'_>, RecvError> {
         let claimed = poll_fn(|cx| self.poll_claimed(cx)).await?;
         Ok(self.rx.evented_message(claimed))
@@ -109,6 +111,7 @@ impl AsyncReceiver {
     ///
     /// # Errors
     /// As [`recv`](AsyncReceiver::recv).
+    #[inline]
     pub fn poll_recv_with<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -190,6 +193,7 @@ impl AsyncSender {
     ///
     /// # Errors
     /// As [`send`](AsyncSender::send).
+    #[inline]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<Result<(), SendError>> {
         loop {
             let err = match self.tx.try_send(msg) {
@@ -214,10 +218,12 @@ impl AsyncSender {
     /// # Errors
     /// [`SendError::Disconnected`] if every receiver is gone, [`SendError::TooLarge`],
     /// [`SendError::Corrupted`].
+    #[inline]
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         poll_fn(|cx| self.poll_send(cx, msg)).await
     }
 
+    #[inline]
     fn poll_slot(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<Slot, SendError>> {
         loop {
             let err = match self.tx.evented_claim(len) {
@@ -242,6 +248,7 @@ impl AsyncSender {
     ///
     /// # Errors
     /// As [`send`](AsyncSender::send).
+    #[inline]
     pub async fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError> {
         let slot = poll_fn(|cx| self.poll_slot(cx, len)).await?;
         Ok(self.tx.evented_grant(slot))

@@ -69,7 +69,7 @@ impl Park {
 
     /// The end made progress: it is not waiting any more (withdraws a parked announcement,
     /// so that the other side stops ringing).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn done(&mut self) {
         if self.spins != 0 || self.announcement.is_armed() {
             self.reset();

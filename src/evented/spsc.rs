@@ -91,6 +91,7 @@ impl AsyncConsumer {
     }
 
     /// Finds the next record, waiting (in the executor) while the ring is empty.
+    #[inline]
     fn poll_found(&mut self, cx: &mut Context<'_>) -> Poll<Result<Found, RecvError>> {
         loop {
             let err = match self.rx.evented_peek() {
@@ -118,6 +119,7 @@ impl AsyncConsumer {
     ///
     /// # Errors
     /// [`RecvError::Disconnected`] at end of stream, [`RecvError::Corrupted`].
+    #[inline]
     pub async fn recv(&mut self) -> Result<Message<'_>, RecvError> {
         let found = poll_fn(|cx| self.poll_found(cx)).await?;
         Ok(self.rx.evented_message(found))
@@ -128,6 +130,7 @@ impl AsyncConsumer {
     ///
     /// # Errors
     /// As [`recv`](AsyncConsumer::recv).
+    #[inline]
     pub fn poll_recv_with<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -225,6 +228,7 @@ impl AsyncProducer {
     ///
     /// # Errors
     /// As [`send`](AsyncProducer::send).
+    #[inline]
     pub fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<Result<(), SendError>> {
         loop {
             let err = match self.tx.try_send(msg) {
@@ -251,10 +255,12 @@ impl AsyncProducer {
     /// # Errors
     /// [`SendError::Disconnected`] if the consumer is gone, [`SendError::TooLarge`],
     /// [`SendError::Corrupted`].
+    #[inline]
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         poll_fn(|cx| self.poll_send(cx, msg)).await
     }
 
+    #[inline]
     fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<Room, SendError>> {
         loop {
             let err = match self.tx.evented_claim(len) {
@@ -281,6 +287,7 @@ impl AsyncProducer {
     ///
     /// # Errors
     /// As [`send`](AsyncProducer::send).
+    #[inline]
     pub async fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError> {
         let room = poll_fn(|cx| self.poll_room(cx, len)).await?;
         Ok(self.tx.evented_grant(room))

@@ -74,6 +74,7 @@ mod steps {
 
     impl Receiver {
         /// `try_recv` without lending the message out yet.
+        #[inline]
         pub(crate) fn evented_take(&mut self) -> Result<Claimed, TryRecvError> {
             match self.take_fast() {
                 Some(t) => Ok(Claimed(t)),
@@ -82,6 +83,7 @@ mod steps {
         }
 
         /// Lends out the message `evented_take` just claimed.
+        #[inline]
         pub(crate) fn evented_message(&mut self, claimed: Claimed) -> Message<'_> {
             self.message(claimed.0)
         }
@@ -93,6 +95,7 @@ mod steps {
 
     impl Sender {
         /// `try_reserve` without lending the grant out yet.
+        #[inline]
         pub(crate) fn evented_claim(&mut self, len: usize) -> Result<Slot, TrySendError<()>> {
             self.check_size(len).map_err(|e| e.into_try_send(()))?;
             match self.try_claim() {
@@ -103,6 +106,7 @@ mod steps {
         }
 
         /// Lends out the slot `evented_claim` just claimed.
+        #[inline]
         pub(crate) fn evented_grant(&mut self, slot: Slot) -> Grant<'_> {
             self.grant(slot.pos, slot.len)
         }

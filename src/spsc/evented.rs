@@ -71,6 +71,7 @@ mod steps {
 
     impl Consumer {
         /// `try_recv` without lending the message out yet.
+        #[inline]
         pub(crate) fn evented_peek(&mut self) -> Result<Found, TryRecvError> {
             match self.poll_record() {
                 Poll::Ready(Ok(p)) => Ok(Found(p)),
@@ -80,6 +81,7 @@ mod steps {
         }
 
         /// Lends out the record `evented_peek` just found.
+        #[inline]
         pub(crate) fn evented_message(&mut self, found: Found) -> Message<'_> {
             self.message(found.0)
         }
@@ -91,6 +93,7 @@ mod steps {
 
     impl Producer {
         /// `try_reserve` without lending the grant out yet.
+        #[inline]
         pub(crate) fn evented_claim(&mut self, len: usize) -> Result<Room, TrySendError<()>> {
             self.try_claim_once(len)
                 .map(Room)
@@ -98,6 +101,7 @@ mod steps {
         }
 
         /// Lends out the room `evented_claim` just claimed.
+        #[inline]
         pub(crate) fn evented_grant(&mut self, room: Room) -> Grant<'_> {
             self.grant(room.0)
         }
