@@ -18,6 +18,10 @@
 //! end, whose next look at the ring also looks (throttled) at its peer's liveness, so that a
 //! peer killed while this end was parked is noticed. While no end is registered it sleeps
 //! without a timeout.
+//!
+//! A child made by `fork` (without `exec`) does not have the thread: async handles made
+//! there would never be woken once parked. Make them before forking only if the child does
+//! not use them, or after `exec`.
 
 use std::collections::HashMap;
 use std::io;
