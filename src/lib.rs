@@ -69,9 +69,11 @@ mod shm;
 mod storage;
 mod sync;
 
+pub mod evented;
 #[cfg(feature = "shared_memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shared_memory")))]
 pub mod interop;
+pub mod io;
 pub mod mpmc;
 pub mod spsc;
 #[cfg(feature = "bytemuck")]

@@ -15,6 +15,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::error::Corruption;
+use crate::sync::doorbell::{Doorbell, HeapBell};
 
 /// Role code of an SPSC producer or an MPMC sender in the endpoint table.
 pub(crate) const ROLE_PRODUCER: u32 = 1;
@@ -111,6 +112,22 @@ pub(crate) trait Backing: fmt::Debug + Send + Sync {
     fn truncated(&self) -> bool {
         false
     }
+
+    /// The doorbell of a heap ring (a shared ring's is a write to its object, see
+    /// [`doorbell`](crate::sync::doorbell)).
+    fn bell(&self) -> Option<&Arc<HeapBell>> {
+        None
+    }
+}
+
+/// Where the readiness of a ring comes from, for a waiter that parks in an event loop.
+#[derive(Debug)]
+pub(crate) enum BellSource<'a> {
+    /// A shared ring's object: watch it with inotify.
+    #[cfg_attr(loom, allow(dead_code))]
+    File(BorrowedFd<'a>),
+    /// A heap ring's doorbell: subscribe to it.
+    Heap(&'a Arc<HeapBell>),
 }
 
 /// Keeps a ring's memory alive; cloned into every handle of the ring.
@@ -171,6 +188,24 @@ impl Storage {
         }
     }
 
+    /// Rings the ring's doorbell: every end parked in an event loop looks at the ring.
+    #[cold]
+    pub(crate) fn ring_doorbell(&self) {
+        if let Some(bell) = self.0.bell() {
+            bell.ring();
+        } else if let Some(fd) = self.0.fd() {
+            crate::sync::doorbell::ring_file(fd);
+        }
+    }
+
+    /// What a waiter parked in an event loop watches.
+    pub(crate) fn bell_source(&self) -> Option<BellSource<'_>> {
+        if let Some(bell) = self.0.bell() {
+            return Some(BellSource::Heap(bell));
+        }
+        self.0.fd().map(BellSource::File)
+    }
+
     /// A new descriptor (close-on-exec) of the object behind a shared ring, to hand to
     /// another process.
     pub(crate) fn dup_fd(&self) -> Result<OwnedFd, crate::OpenError> {
@@ -182,5 +217,12 @@ impl Storage {
                 context: "fcntl(F_DUPFD_CLOEXEC)",
                 source,
             })
+    }
+}
+
+impl Doorbell for Storage {
+    #[inline]
+    fn ring(&self) {
+        self.ring_doorbell();
     }
 }

@@ -190,7 +190,7 @@ impl Handle {
             match side.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     if new == CLOSED {
-                        self.role.peers_wait(ctrl).notify_closed();
+                        self.role.peers_wait(ctrl).notify_closed(&self.ring.storage);
                     }
                     return;
                 }

@@ -135,6 +135,7 @@
 //! of the registry in `sync::registry`).
 
 mod detached;
+pub(crate) mod evented;
 mod grant;
 mod handle;
 #[cfg(feature = "shared_memory")]

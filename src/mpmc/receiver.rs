@@ -540,7 +540,7 @@ impl Receiver {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => ring.ctrl().wait.readable.notify(),
+                Ok(_) => ring.ctrl().wait.readable.notify(&ring.storage),
                 Err(cur) if cur & !SKIP <= h && ctrl.head.head.load(Ordering::Acquire) == h => {
                     // Claimed (t > h) yet neither published nor free for its sender.
                     let c = self.h.corrupt(Corruption::new(
@@ -579,7 +579,7 @@ impl Receiver {
         ring.meta(pos)
             .seq
             .store(pos + ring.slots, Ordering::Release);
-        ring.ctrl().wait.writable.notify();
+        ring.ctrl().wait.writable.notify(&ring.storage);
     }
 
     #[cold]

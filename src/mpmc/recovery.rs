@@ -49,7 +49,7 @@ pub(super) fn close_side_if_last(ring: &Ring, role: Role) {
             .compare_exchange(w, w | CLOSED, order, Ordering::Acquire)
             .is_ok()
         {
-            role.peers_wait(ctrl).notify_closed();
+            role.peers_wait(ctrl).notify_closed(&ring.storage);
             return;
         }
     }
@@ -148,7 +148,7 @@ pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
             .compare_exchange(h, (h + 1) | SKIP, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     {
-        ctrl.wait.readable.notify();
+        ctrl.wait.readable.notify(&ring.storage);
         done = true;
     }
     // A receiver that claimed the previous lap of `tail` and never released it.
@@ -165,7 +165,7 @@ pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
                 .compare_exchange(s, t, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            ctrl.wait.writable.notify();
+            ctrl.wait.writable.notify(&ring.storage);
             done = true;
         }
     }

@@ -591,7 +591,7 @@ impl Sender {
             Ordering::Release,
         );
         meta.seq.store(pos + 1, order);
-        ring.ctrl().wait.readable.notify();
+        ring.ctrl().wait.readable.notify(&ring.storage);
     }
 
     /// Gives up the claimed position `pos`: receivers skip it.
@@ -604,7 +604,7 @@ impl Sender {
         ring.meta(pos)
             .seq
             .store((pos + 1) | SKIP, Ordering::Release);
-        ring.ctrl().wait.readable.notify();
+        ring.ctrl().wait.readable.notify(&ring.storage);
     }
 
     #[inline]

@@ -20,6 +20,8 @@
 //! 76      endpoint_count   u32         entries of the endpoint table in use (<= 64)
 //! 80      creator_start    u64         creator's start time (clock ticks since boot)
 //! 128     endpoints[64]    24 bytes    {state: u32, role: u32, pid: u32, _: u32, start: u64}
+//! 4095    doorbell         u8          reserved: `pwrite` to it rings the doorbell of ends
+//!                                      parked in an event loop (`sync::doorbell`); never read
 //! ```
 //!
 //! An endpoint's `state` word holds the state in its low 8 bits and, above them, a generation
@@ -128,6 +130,7 @@ const _: () = {
     assert!(offset_of!(Header, endpoints) == 128);
     assert!(size_of::<Endpoint>() == 24);
     assert!(size_of::<Header>() as u64 <= HEADER_SIZE);
+    assert!(size_of::<Header>() as u64 <= crate::sync::doorbell::DOORBELL_OFFSET);
 };
 
 impl Header {

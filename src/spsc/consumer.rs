@@ -361,7 +361,7 @@ impl Consumer {
         // SYNC POINT: Release pairs with the producer's Acquire load of `head` in
         // `Producer::try_claim`: we are done reading before the space is reused.
         ctrl.consumer.head.store(self.head, Ordering::Release);
-        ctrl.wait.writable.notify();
+        ctrl.wait.writable.notify(&self.ring.storage);
     }
 
     /// Receives the next message, waiting while the ring is empty. The returned guard derefs
@@ -586,7 +586,7 @@ impl Consumer {
         }
         let w = &self.ring.ctrl().wait;
         w.consumer_closed.store(1, Ordering::Release);
-        w.writable.notify_closed();
+        w.writable.notify_closed(&self.ring.storage);
         self.ring.storage.detach(CONSUMER_SLOT);
         self.ep.end_presence();
     }

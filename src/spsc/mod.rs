@@ -69,6 +69,7 @@
 
 mod bulk;
 mod consumer;
+pub(crate) mod evented;
 mod grant;
 #[cfg(feature = "shared_memory")]
 pub(crate) mod interop;

@@ -571,7 +571,7 @@ impl Producer {
         let ctrl = self.ring.ctrl();
         // For `used_bytes` and the inspection tools only: the consumer does not wait on it.
         ctrl.producer.tail.store(self.tail, Ordering::Release);
-        ctrl.wait.readable.notify();
+        ctrl.wait.readable.notify(&self.ring.storage);
     }
 
     /// Sends a message, waiting while the ring is full.
@@ -637,8 +637,8 @@ impl Producer {
     /// use std::time::Duration;
     /// use shmring::{spsc, SendTimeoutError};
     /// let (mut tx, _rx) = spsc::channel(&shmring::spsc::Config::default().capacity_bytes(32))?;
-    /// tx.send(&[0; 8])?;
-    /// tx.send(&[0; 8])?;
+    /// tx.send(&[0; 8])?; // a 16-byte record
+    /// tx.send(&[])?;     // an 8-byte one: full (8 bytes stay free after the last record)
     /// let e = tx.send_timeout(&[0; 8], Duration::from_millis(10)).unwrap_err();
     /// assert!(matches!(e, SendTimeoutError::Timeout(_)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -702,7 +702,7 @@ impl Producer {
         // also sees the final tail (`spsc_close::consumer_polling_sees_close_after_last_message`).
         let order = weaken(cfg!(shmring_mutant = "relaxed_close"), Ordering::Release);
         w.producer_closed.store(1, order);
-        w.readable.notify_closed();
+        w.readable.notify_closed(&self.ring.storage);
         self.ring.storage.detach(PRODUCER_SLOT);
         self.ep.end_presence();
     }

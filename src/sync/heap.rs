@@ -16,6 +16,7 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::doorbell::HeapBell;
 use super::region::Region;
 use super::registry::ModelRegistry;
 use crate::storage::{Backing, Registry, Storage};
@@ -61,6 +62,8 @@ pub(crate) struct HeapRing<C, M = (), K = ()> {
     data_len: usize,
     registry: Option<ModelRegistry>,
     claims: Box<[K]>,
+    /// The doorbell for ends parked in an event loop (see `doorbell`).
+    bell: Arc<HeapBell>,
     #[cfg(loom)]
     meta: Box<[M]>,
     #[cfg(loom)]
@@ -94,6 +97,10 @@ where
 {
     fn registry(&self) -> Option<&dyn Registry> {
         self.registry.as_ref().map(|r| r as &dyn Registry)
+    }
+
+    fn bell(&self) -> Option<&Arc<HeapBell>> {
+        Some(&self.bell)
     }
 }
 
@@ -172,6 +179,7 @@ where
             data_len,
             registry,
             claims: claims.into_iter().collect(),
+            bell: Arc::new(HeapBell::new()),
             #[cfg(loom)]
             meta: (0..slots).map(meta).collect(),
             #[cfg(loom)]

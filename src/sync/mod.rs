@@ -7,6 +7,7 @@
 //! `loom-tests` crate. No other module imports `core::sync::atomic` or `loom` directly.
 
 pub(crate) mod barrier;
+pub(crate) mod doorbell;
 pub(crate) mod futex;
 pub(crate) mod heap;
 pub(crate) mod region;

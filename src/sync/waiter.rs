@@ -29,6 +29,7 @@
 
 use std::time::Duration;
 
+use super::doorbell::{Doorbell, FD_PARKER};
 use super::futex::Futex;
 use super::{AtomicU32, Deadline, Ordering, barrier, fence, spin_hint};
 
@@ -48,9 +49,11 @@ const UNCOVERED_SLICE: Duration = Duration::from_millis(1);
 pub(crate) struct EventCount {
     /// Bumped (wrapping) by a notifier that saw an announced waiter; sleepers wait on it.
     epoch: Futex,
-    /// Number of waiters that announced themselves and have not yet left. Written by
-    /// waiters only. A waiter killed while asleep leaves it too high, which costs the
-    /// notifier a needless `FUTEX_WAKE`, never a lost wake-up.
+    /// Waiters that announced themselves and have not yet left: threads asleep on the futex
+    /// in the low 16 bits, ends parked in an event loop in the high 16 bits (one
+    /// [`FD_PARKER`] each; see [`doorbell`](super::doorbell)). Written by waiters only. A
+    /// waiter killed while asleep leaves it too high, which costs the notifier a needless
+    /// `FUTEX_WAKE` or doorbell, never a lost wake-up.
     waiters: AtomicU32,
 }
 
@@ -86,6 +89,8 @@ pub(crate) struct SpinBudget {
     nanos: u32,
 }
 
+// Under loom waiters never spin, and the budget only exists.
+#[cfg_attr(loom, allow(dead_code))]
 impl SpinBudget {
     /// The budget a handle starts with, and the least it falls back to.
     const BASE: u32 = 50_000;
@@ -143,25 +148,65 @@ impl EventCount {
     }
 
     /// Wakes every sleeper after a Release store of a rare state change (close): unlike
-    /// [`EventCount::notify`] it does not skip the system call when nobody announced.
+    /// [`EventCount::notify`] it does not skip the system call when nobody announced. Ends
+    /// parked in an event loop get the doorbell (`bell`) if any announced itself.
     #[cold]
-    pub(crate) fn notify_closed(&self) {
+    pub(crate) fn notify_closed<B: Doorbell + ?Sized>(&self, bell: &B) {
+        // SYNC POINT: pairs with the heavy barrier of `wait` and of `park_fd`.
         fence(Ordering::SeqCst);
         self.wake();
+        if self.waiters.load(Ordering::Relaxed) >= FD_PARKER {
+            bell.ring();
+        }
     }
 
-    /// Notifies sleepers after progress was published with a Release store.
+    /// Notifies sleepers after progress was published with a Release store: futex sleepers
+    /// get a `FUTEX_WAKE`, ends parked in an event loop the doorbell `bell` (see
+    /// [`doorbell`](super::doorbell)).
     ///
     /// Fast path: a compiler barrier and one load, no system call unless someone announced a
     /// wait.
     #[inline]
-    pub(crate) fn notify(&self) {
-        // SYNC POINT: pairs with the heavy barrier in `wait` (see the module docs).
+    pub(crate) fn notify<B: Doorbell + ?Sized>(&self, bell: &B) {
+        // SYNC POINT: pairs with the heavy barrier in `wait` and in `park_fd` (see the module
+        // docs).
         barrier::light();
         #[cfg(not(shmring_mutant = "skip_wake"))]
-        if self.waiters.load(Ordering::Relaxed) != 0 {
+        {
+            let waiters = self.waiters.load(Ordering::Relaxed);
+            if waiters != 0 {
+                self.wake_announced(waiters, bell);
+            }
+        }
+    }
+
+    /// The slow half of `notify`: wakes whichever kinds of waiter announced themselves.
+    #[cold]
+    #[inline(never)]
+    fn wake_announced<B: Doorbell + ?Sized>(&self, waiters: u32, bell: &B) {
+        if waiters % FD_PARKER != 0 {
             self.wake();
         }
+        if waiters >= FD_PARKER && !cfg!(shmring_mutant = "fd_skip_bell") {
+            bell.ring();
+        }
+    }
+
+    /// Announces an end that is about to wait for its readiness fd (an event loop), then
+    /// issues the heavy barrier. The caller must look at the ring once more before it waits:
+    /// a notifier that published before the barrier may not have seen the announcement.
+    /// Returns whether the barrier covered every notifier (see [`barrier::heavy`]); if not, a
+    /// doorbell may be missed and the caller should look again soon.
+    #[cold]
+    pub(crate) fn park_fd(&self) -> bool {
+        self.waiters.fetch_add(FD_PARKER, Ordering::Relaxed);
+        barrier::heavy()
+    }
+
+    /// Withdraws an announcement of [`EventCount::park_fd`].
+    #[cold]
+    pub(crate) fn unpark_fd(&self) {
+        self.waiters.fetch_sub(FD_PARKER, Ordering::Relaxed);
     }
 
     /// Bumps the epoch and wakes every sleeper, whether or not one announced itself (used for

@@ -1,6 +1,7 @@
 //! The transports the benchmark compares, one module per family. Adding a transport is one
 //! module that implements [`Transport`] plus one line in [`registry`].
 
+mod asynch;
 mod floor;
 mod links;
 mod mpmc;
@@ -97,8 +98,10 @@ pub fn registry() -> &'static [&'static dyn Transport] {
         &shm::SPSC_BLOCK,
         &shm::SPSC_ADAPTIVE,
         &shm::SPSC_BATCH,
+        &shm::SPSC_MANY,
         &shm::SPSC_ZERO_COPY,
         &mpmc::Mpmc,
+        &asynch::ShmAsync,
         &pipe::PIPE,
         &pipe::PIPE_1M,
         &pipe::Fifo,
@@ -106,6 +109,7 @@ pub fn registry() -> &'static [&'static dyn Transport] {
         &socket::UNIX_SEQPACKET,
         &socket::UNIX_DGRAM,
         &socket::Tcp,
+        &asynch::TokioUnix,
         &mq::PosixMq,
     ];
     ALL

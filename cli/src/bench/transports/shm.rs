@@ -25,6 +25,9 @@ enum Mode {
     /// `reserve(n)` and writing in place, `commit`; the receiver checks the message in place
     /// through the `recv()` guard.
     ZeroCopy,
+    /// As `Batch`, but each burst goes through `Producer::send_many` (one check and one
+    /// publish for a slice of messages).
+    Many,
 }
 
 /// A shmring SPSC transport.
@@ -58,6 +61,12 @@ pub static SPSC_BATCH: Spsc = Spsc {
     about: "SPSC ring, Producer::batch() (one publish per burst of up to 64 messages) and Consumer::drain (one release per drain), adaptive",
     strategy: WaitStrategy::Adaptive,
     mode: Mode::Batch,
+};
+pub static SPSC_MANY: Spsc = Spsc {
+    name: "shmring-many",
+    about: "SPSC ring, Producer::send_many (a slice of up to 64 messages per call: one check, one publish) and Consumer::drain, adaptive",
+    strategy: WaitStrategy::Adaptive,
+    mode: Mode::Many,
 };
 pub static SPSC_ZERO_COPY: Spsc = Spsc {
     name: "shmring-zerocopy",
@@ -101,6 +110,8 @@ struct ShmLink {
     tx: Option<Producer>,
     rx: Option<Consumer>,
     buf: AlignedBuf,
+    /// `Many`: a burst's messages, back to back.
+    burst: Vec<u8>,
     mode: Mode,
 }
 
@@ -110,8 +121,35 @@ impl ShmLink {
             tx,
             rx,
             buf: AlignedBuf::new(size),
+            burst: Vec::new(),
             mode,
         }
+    }
+
+    /// `Many`: stamps up to 64 messages into `burst` and hands them to `send_many` as one
+    /// slice, calling again for what did not fit.
+    fn send_slices(&mut self, first: u64, n: u64, size: usize) -> Result<(), String> {
+        let tx = self.tx.as_mut().ok_or("no producer on this side")?;
+        let mut w = first;
+        while w < first + n {
+            let k = (first + n - w).min(64) as usize;
+            self.burst.resize(k * size, 0);
+            for (i, chunk) in self.burst.chunks_mut(size).enumerate() {
+                stamp(chunk, w + i as u64);
+            }
+            let mut refs: [&[u8]; 64] = [&[]; 64];
+            for (r, chunk) in refs.iter_mut().zip(self.burst.chunks(size)) {
+                *r = chunk;
+            }
+            let mut sent = 0;
+            while sent < k {
+                sent += tx
+                    .send_many(&refs[sent..k])
+                    .map_err(|e| format!("send_many: {e}"))?;
+            }
+            w += k as u64;
+        }
+        Ok(())
     }
 }
 
@@ -132,7 +170,7 @@ impl Link for ShmLink {
     fn send(&mut self, word: u64, size: usize) -> Result<(), String> {
         let tx = self.tx.as_mut().ok_or("no producer on this side")?;
         match self.mode {
-            Mode::Copy | Mode::Batch => {
+            Mode::Copy | Mode::Batch | Mode::Many => {
                 let b = &mut self.buf.bytes_mut()[..size];
                 stamp(b, word);
                 tx.send(b).map_err(|e| format!("send: {e}"))
@@ -150,12 +188,15 @@ impl Link for ShmLink {
         let rx = self.rx.as_mut().ok_or("no consumer on this side")?;
         let m = rx.recv().map_err(|e| format!("recv: {e}"))?;
         match self.mode {
-            Mode::Copy | Mode::Batch => copy_out(&mut self.buf, &m, size),
+            Mode::Copy | Mode::Batch | Mode::Many => copy_out(&mut self.buf, &m, size),
             Mode::ZeroCopy => verify(&m, size),
         }
     }
 
     fn send_burst(&mut self, first: u64, n: u64, size: usize) -> Result<(), String> {
+        if self.mode == Mode::Many && size > 0 {
+            return self.send_slices(first, n, size);
+        }
         if self.mode != Mode::Batch {
             for w in first..first + n {
                 self.send(w, size)?;
@@ -178,7 +219,7 @@ impl Link for ShmLink {
         size: usize,
         f: &mut F,
     ) -> Result<bool, String> {
-        if self.mode != Mode::Batch {
+        if !matches!(self.mode, Mode::Batch | Mode::Many) {
             let w = self.recv(size)?;
             return f(w);
         }
@@ -240,7 +281,7 @@ impl Transport for Spsc {
     }
 
     fn not_applicable(&self, test: Test, _size: usize) -> Option<String> {
-        (self.mode == Mode::Batch && test == Test::Latency)
+        (matches!(self.mode, Mode::Batch | Mode::Many) && test == Test::Latency)
             .then(|| "a ping-pong has one message in flight: nothing to batch".to_owned())
     }
 
