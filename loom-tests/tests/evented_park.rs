@@ -15,8 +15,10 @@ use loom_tests::{Tally, config, model};
 use shmring::{TryRecvError, TrySendError, WaitStrategy, spsc};
 
 const M1: &[u8] = &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18];
-const M2: &[u8] = &[0x21, 0x22, 0x23];
-const M3: &[u8] = &[0x31, 0x32, 0x33, 0x34, 0x35];
+// `M1` (a 16-byte record) and `M2` (an 8-byte one) fill the 32-byte ring, which keeps 8 bytes
+// free after its last record; `M3` (an 8-byte record) fits once `M1` is released.
+const M2: &[u8] = &[];
+const M3: &[u8] = &[];
 
 /// Receives one message the way an event loop does; counts the waits on the fd in `waited`.
 fn recv_parked(

@@ -927,7 +927,7 @@ fn summary(
         }
     }
     let _ = writeln!(o, "\n![throughput by message size](throughput.svg)\n");
-    let _ = writeln!(o, "## Targets of issue 5\n");
+    let _ = writeln!(o, "## Targets\n");
     let _ = writeln!(o, "| target | measured | verdict |\n|---|---|---|");
     for t in targets {
         let _ = writeln!(o, "| {} | {} | {} |", t.target, t.measured, t.verdict);
