@@ -111,6 +111,14 @@ fn a_mapping_too_small_for_the_ring_is_refused() {
         }
         other => panic!("{other:?}"),
     }
+    // A mapping smaller than the header page is refused before anything in it is read.
+    let name = RingName::new("interop-tiny");
+    let tiny = create(&name, 100);
+    match spsc::Consumer::open_in(open(name.as_str())) {
+        Err(OpenError::TooSmall { actual, needed }) => assert_eq!((actual, needed), (100, 4096)),
+        other => panic!("{other:?}"),
+    }
+    drop(tiny);
     // Opening a mapping that holds no ring says so at once.
     let name = RingName::new("interop-empty");
     let shmem = create(&name, 1 << 16);

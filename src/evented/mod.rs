@@ -82,6 +82,8 @@ pub(crate) struct Announcement {
     storage: Storage,
     channel: NonNull<EventCount>,
     armed: bool,
+    /// What the heavy barrier of the last `arm` reported (see `is_covered`).
+    covered: bool,
 }
 
 // SAFETY: `channel` points into memory that `storage` (an Arc) keeps alive and in place; it is
@@ -97,6 +99,7 @@ impl Announcement {
             storage,
             channel: NonNull::from(channel),
             armed: false,
+            covered: true,
         }
     }
 
@@ -117,7 +120,7 @@ impl Announcement {
             return false;
         }
         self.armed = true;
-        self.channel().park_fd();
+        self.covered = self.channel().park_fd();
         // The mutant of the loom model: wait without looking again.
         !cfg!(shmring_mutant = "fd_no_recheck")
     }
@@ -133,6 +136,13 @@ impl Announcement {
 
     pub(crate) fn is_armed(&self) -> bool {
         self.armed
+    }
+
+    /// Whether the last announcement is sure to be seen by every notifier: `false` when this
+    /// process may not issue the heavy barrier (`membarrier(2)` refused, e.g. by seccomp), so
+    /// a doorbell can be missed and the end must look at the ring again soon by itself.
+    pub(crate) fn is_covered(&self) -> bool {
+        self.covered
     }
 }
 
@@ -169,6 +179,9 @@ impl fmt::Debug for Readiness {
             .finish_non_exhaustive()
     }
 }
+
+/// Longest wait on the descriptor when the announcement is not covered.
+const UNCOVERED_WAIT: Duration = Duration::from_millis(1);
 
 impl Readiness {
     /// The longest a parked end should wait before calling its ring again: a peer that dies
@@ -224,8 +237,25 @@ impl Readiness {
 
     /// Waits (with `poll(2)`) until the descriptor is readable or `timeout` passes, for
     /// programs without an event loop of their own. Returns in any case; look at the ring.
+    ///
+    /// When the announcement is not covered (see [`is_covered`](Readiness::is_covered)), it
+    /// waits at most 1 ms, as the blocking calls do then.
     pub fn wait(&self, timeout: Option<Duration>) {
+        let timeout = if self.is_covered() {
+            timeout
+        } else {
+            Some(timeout.map_or(UNCOVERED_WAIT, |t| t.min(UNCOVERED_WAIT)))
+        };
         self.signal.wait(timeout);
+    }
+
+    /// Whether the other side is sure to ring this descriptor after the last
+    /// [`arm`](Readiness::arm). It is not when this process may not issue the barrier the
+    /// announcement relies on (`membarrier(2)` refused, e.g. by a seccomp filter): then a ring
+    /// can be missed, and an event loop should not wait on the descriptor for longer than
+    /// about a millisecond before looking at the ring again.
+    pub fn is_covered(&self) -> bool {
+        self.announcement.is_covered()
     }
 }
 

@@ -92,6 +92,11 @@ impl Park {
                 return Poll::Ready(());
             }
             self.registered = false;
+            if !self.announcement.is_covered() {
+                // A doorbell may be missed (no heavy barrier in this process): rather than
+                // wait for the hub's liveness tick, look again after the executor's next turn.
+                cx.waker().wake_by_ref();
+            }
             return Poll::Pending;
         }
         if self.spins == 0 && self.yields == 0 {

@@ -15,7 +15,7 @@ use super::layout::Header;
 use super::lock::{self, CREATION_BYTE, LockKind};
 use super::segment::{Segment, io_err};
 use crate::error::OpenError;
-use crate::geometry::{Geometry, MAGIC};
+use crate::geometry::{Geometry, HEADER_SIZE, MAGIC};
 use crate::sync::shared::{AtomicU64, Ordering};
 
 /// A `Shmem` kept alive by a ring's segment.
@@ -44,6 +44,13 @@ pub(crate) fn segment(shmem: shared_memory::Shmem) -> Result<Segment, OpenError>
     let base = NonNull::new(shmem.as_ptr()).ok_or(OpenError::Incompatible(
         "the shared_memory mapping has no address",
     ))?;
+    // Every segment holds at least the header page (`Header::of` relies on it).
+    if (len as u64) < HEADER_SIZE {
+        return Err(OpenError::TooSmall {
+            actual: len as u64,
+            needed: HEADER_SIZE,
+        });
+    }
     let page = rustix::param::page_size();
     if base.as_ptr() as usize % page != 0 {
         return Err(OpenError::Incompatible(
