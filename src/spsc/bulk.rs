@@ -3,7 +3,7 @@
 //! messages handed out).
 
 use super::consumer::Consumer;
-use super::producer::Producer;
+use super::producer::{Claim, Producer};
 use crate::error::{
     ClaimError, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
 };
@@ -44,11 +44,7 @@ impl Producer {
         let claim = self
             .claim(first.as_ref().len(), Deadline::never())
             .map_err(|e| e.into_send(()))?;
-        self.write_payload(claim, first.as_ref());
-        self.write_record(claim, first.as_ref().len() as u64);
-        let n = 1 + self.write_more(&msgs[1..]);
-        self.flush();
-        Ok(n)
+        Ok(self.publish_many(claim, first.as_ref(), &msgs[1..]))
     }
 
     /// Sends as many of `msgs` as fit in the ring now, without waiting, and publishes them
@@ -73,11 +69,18 @@ impl Producer {
         let claim = self
             .try_claim_once(first.as_ref().len())
             .map_err(|e: ClaimError| e.into_try_send(()))?;
-        self.write_payload(claim, first.as_ref());
-        self.write_record(claim, first.as_ref().len() as u64);
-        let n = 1 + self.write_more(&msgs[1..]);
+        Ok(self.publish_many(claim, first.as_ref(), &msgs[1..]))
+    }
+
+    /// Writes `first` into `claim` (the room claimed for it), then as many of `rest` as fit,
+    /// and publishes them together; returns how many were written.
+    #[inline]
+    fn publish_many<M: AsRef<[u8]>>(&mut self, claim: Claim, first: &[u8], rest: &[M]) -> usize {
+        self.write_payload(claim, first);
+        self.write_record(claim, first.len() as u64);
+        let n = 1 + self.write_more(rest);
         self.flush();
-        Ok(n)
+        n
     }
 
     /// Writes (without publishing) as many of `msgs` as fit; the ring's state was checked

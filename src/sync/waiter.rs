@@ -247,8 +247,8 @@ impl EventCount {
         if strategy == WaitStrategy::Spin {
             return spin_until(deadline, poll, on_slice);
         }
-        // Under loom spinning adds only states, never behaviours, so it is skipped.
-        if strategy == WaitStrategy::Adaptive && !cfg!(loom) {
+        // Under loom spinning adds only states, never behaviours: `spin_for` is a no-op there.
+        if strategy == WaitStrategy::Adaptive {
             if let Poll::Ready(v) = spin_for(spin.budget(), &mut poll) {
                 return Ok(v);
             }
