@@ -59,6 +59,7 @@ declare -A expected=(
     [mpmc_relaxed_tail_load]="mpmc_delivery::sender_sees_the_lap_behind_tail"
     [fd_no_recheck]="evented_park::consumer_parked_on_readiness_is_woken_by_send"
     [fd_skip_bell]="evented_park::producer_parked_on_readiness_is_woken_by_release"
+    [lazy_release_only]="spsc_wakeup::producer_blocked_on_full_ring_gets_one_released_record"
 )
 # mutant -> the test files whose models run the mutated code (a cargo `--test` pattern).
 declare -A scope=(
@@ -83,6 +84,7 @@ declare -A scope=(
     [mpmc_relaxed_tail_load]="mpmc_*"
     [fd_no_recheck]="evented_*"
     [fd_skip_bell]="evented_*"
+    [lazy_release_only]="spsc_*"
 )
 all="relaxed_ready ready_before_payload release_before_read relaxed_head no_recheck skip_wake"
 all+=" full_off_by_one"
@@ -90,7 +92,7 @@ all+=" mpmc_relaxed_publish mpmc_relaxed_take mpmc_full_off_by_one mpmc_empty_of
 all+=" mpmc_close_off_by_one relaxed_close"
 all+=" mpmc_relaxed_side_close mpmc_no_close_fence mpmc_claimer_unseen"
 all+=" mpmc_relaxed_claim_tail mpmc_relaxed_claim_head mpmc_relaxed_tail_load"
-all+=" fd_no_recheck fd_skip_bell"
+all+=" fd_no_recheck fd_skip_bell lazy_release_only"
 read -r -a mutants <<<"${MUTANTS:-$all}"
 
 status=0

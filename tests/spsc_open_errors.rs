@@ -288,18 +288,19 @@ fn other_layout_version_is_unsupported() {
     patch(&name, 8, &7u32.to_ne_bytes());
     match spsc::Consumer::open(name.as_str()) {
         Err(OpenError::UnsupportedVersion { found, expected }) => {
-            assert_eq!((found, expected), (7, 3));
+            assert_eq!((found, expected), (7, 4));
         }
         other => panic!("{other:?}"),
     }
     // A version-1 ring (liveness from pids) is refused too: its peers would hold no locks
     // and be taken for dead; and a version-2 ring, whose producer would publish through
-    // `tail` while this consumer polls each record's ready word.
-    for old in [1u32, 2] {
+    // `tail` while this consumer polls each record's ready word; and a version-3 ring, whose
+    // consumer would not hand room over at once to a producer that asked for it.
+    for old in [1u32, 2, 3] {
         patch(&name, 8, &old.to_ne_bytes());
         match spsc::Consumer::open(name.as_str()) {
             Err(OpenError::UnsupportedVersion { found, expected }) => {
-                assert_eq!((found, expected), (old, 3));
+                assert_eq!((found, expected), (old, 4));
             }
             other => panic!("{other:?}"),
         }

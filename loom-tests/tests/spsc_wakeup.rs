@@ -74,3 +74,42 @@ fn producer_asleep_on_full_ring_is_woken_by_release() {
     );
     assert!(slept.count() > 0, "the producer never slept");
 }
+
+/// The ring is filled (so it is within a quarter of full, and the producer asks for room to be
+/// handed over at once); the consumer receives one record, less than a quarter of the ring,
+/// drops it and stops reading, keeping its end open. The producer, blocked on the full ring
+/// (asleep, or about to be), must get that record's room: a consumer that released room only
+/// once per quarter ring would leave it asleep for good (loom reports the deadlock).
+#[test]
+fn producer_blocked_on_full_ring_gets_one_released_record() {
+    let slept = Tally::new();
+    let counter = slept.clone();
+    model(
+        "producer_blocked_on_full_ring_gets_one_released_record",
+        move || {
+            // 128 bytes: seven 16-byte records and the terminator; a quarter is two records.
+            let cfg = config(WaitStrategy::Block)
+                .capacity_bytes(128)
+                .max_message_bytes(8);
+            let (mut tx, mut rx) = spsc::channel(&cfg).expect("a valid configuration");
+            for i in 0..7u8 {
+                tx.send(&[i; 8]).unwrap();
+            }
+            assert!(tx.try_send(&[7; 8]).is_err(), "the ring should be full");
+            let consumer = thread::spawn(move || {
+                assert_eq!(&*rx.recv().unwrap(), &[0; 8]);
+                // Stops reading; the handle stays open until the model ends.
+                rx
+            });
+            tx.send(&[7; 8]).unwrap();
+            if tx.wait_stats().sleeps > 0 {
+                counter.hit();
+            }
+            let mut rx = consumer.join().unwrap();
+            for i in 1..8u8 {
+                assert_eq!(&*rx.recv().unwrap(), &[i; 8]);
+            }
+        },
+    );
+    assert!(slept.count() > 0, "the producer never slept");
+}

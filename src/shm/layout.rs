@@ -44,7 +44,7 @@ use crate::geometry::{Geometry, HEADER_SIZE, Kind, KindRules, MAGIC, MAX_ENDPOIN
 use crate::sync::shared::{AtomicU32, AtomicU64, Ordering};
 
 /// Version of the layout described in this module.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// How long an opener waits for a creator to finish initialising.
 pub(crate) const INIT_WAIT: Duration = Duration::from_secs(2);
 

@@ -94,7 +94,7 @@ impl Producer {
             if len > self.ring.max_message {
                 break;
             }
-            match self.claim_space(len) {
+            match self.claim_space(len, false) {
                 Ok(claim) => {
                     self.write_payload(claim, m);
                     self.write_record(claim, len);
@@ -168,6 +168,11 @@ impl Consumer {
                         // Counted only once `f` returned: a panicking callback leaves its
                         // message in the ring.
                         c.head = c.head.wrapping_add(p.advance);
+                        // A producer asking for room gets it now, not at the end of the
+                        // drain (`f` may take long).
+                        if c.room_wanted() {
+                            c.store_head();
+                        }
                     }
                     n += 1;
                 }

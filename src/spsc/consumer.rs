@@ -345,12 +345,26 @@ impl Consumer {
     /// consumer's `head` line moves to the producer once per quarter ring, not per message.
     /// The rest is given back when the consumer finds the ring empty (`peek`), at the end of
     /// a `drain`, or at close.
+    ///
+    /// While the producer asks for room (`room_wanted`, set once the ring is within a quarter
+    /// of full), every release is stored at once: a producer waiting for room must not wait
+    /// on a consumer that has released some and then stopped reading (the io_uring
+    /// need-wakeup pattern: the waiting side announces itself, the other side publishes
+    /// eagerly only when it sees the announcement). Nobody asking costs one load of a line
+    /// the producer rarely writes, and no store.
     #[inline]
     pub(super) fn release(&mut self, advance: u64) {
         self.head = self.head.wrapping_add(advance);
-        if self.head.wrapping_sub(self.released) >= self.ring.capacity / 4 {
+        if self.head.wrapping_sub(self.released) >= self.ring.capacity / 4 || self.room_wanted() {
             self.store_head();
         }
+    }
+
+    /// Whether the producer asks for released room at once (see `release`).
+    #[inline]
+    pub(super) fn room_wanted(&self) -> bool {
+        !cfg!(shmring_mutant = "lazy_release_only")
+            && self.ring.ctrl().wait.room_wanted.load(Ordering::Relaxed) != 0
     }
 
     /// Publishes our `head` to the producer and wakes it if it sleeps.

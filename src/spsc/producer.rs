@@ -38,6 +38,12 @@ impl Claim {
     pub(super) fn payload(&self) -> usize {
         (self.at + RECORD_HEADER + self.gap) as usize
     }
+
+    /// Bytes of the ring the claim takes: padding, the record, and the terminator after it.
+    #[inline]
+    pub(super) fn need(&self) -> u64 {
+        self.pad + record_size(self.len, self.gap) + RECORD_HEADER
+    }
 }
 
 /// Why space could not be claimed.
@@ -47,6 +53,14 @@ pub(super) enum NoSpace {
     Disconnected,
     Corrupted(Corruption),
 }
+
+/// Spin-loop hints between two looks at the consumer's `head` while waiting for room (a
+/// fraction of a microsecond; see `claim_slow`).
+const ROOM_POLL_PAUSE: u32 = 16;
+
+/// Bytes a waiting producer leaves between itself and a consumer that is still releasing
+/// (at most an eighth of the ring; see `Producer::keeps_distance`).
+const ROOM_DISTANCE: u64 = 4096;
 
 /// The sending end of an SPSC ring.
 ///
@@ -64,6 +78,8 @@ pub struct Producer {
     pub(super) first_header: u64,
     /// Last value of the consumer's `head` we loaded; at most the real one.
     pub(super) head_cache: u64,
+    /// Whether we set `room_wanted` (and have not cleared it since).
+    pub(super) wants_room: bool,
     /// Liveness throttle, fork guard, corruption, wait strategy and statistics.
     pub(super) ep: EndpointState,
 }
@@ -99,6 +115,7 @@ impl Producer {
             published: tail,
             first_header: 0,
             head_cache,
+            wants_room: false,
             ep: EndpointState::new(strategy, SLICE)
                 .with_broken(broken)
                 .with_presence(presence),
@@ -328,7 +345,7 @@ impl Producer {
     #[inline]
     pub(super) fn try_claim(&mut self, len: u64) -> Result<Claim, NoSpace> {
         self.usable()?;
-        self.claim_space(len)
+        self.claim_space(len, false)
     }
 
     /// Whether the ring can take records at all: not corrupted, consumer not closed.
@@ -350,11 +367,12 @@ impl Producer {
         Ok(())
     }
 
-    /// Claims room for a record with a `len`-byte payload, if there is some; reloads the
-    /// consumer's `head` only when the cached copy says the ring is full.
+    /// Claims room for a record with a `len`-byte payload, if there is some. Reloads the
+    /// consumer's `head` when the cached copy says the ring is full, once when it says the
+    /// ring is within a quarter of full (to raise `room_wanted`, see `want_room`), and
+    /// with `fresh` always (for a producer that waits).
     #[inline]
-    pub(super) fn claim_space(&mut self, len: u64) -> Result<Claim, NoSpace> {
-        let ctrl = self.ring.ctrl();
+    pub(super) fn claim_space(&mut self, len: u64, fresh: bool) -> Result<Claim, NoSpace> {
         let cap = self.ring.capacity;
         let aligned = self.ring.aligned;
         let pos = self.tail & self.ring.mask();
@@ -376,29 +394,70 @@ impl Producer {
             0
         };
         let fits = |used: u64| need <= cap - used + slack;
-        if !fits(self.tail.wrapping_sub(self.head_cache)) {
-            // SYNC POINT: Acquire pairs with the consumer's Release store of `head` in
-            // `Consumer::release`: the consumer is done with the bytes we are about to reuse.
-            let order = weaken(cfg!(shmring_mutant = "relaxed_head"), Ordering::Acquire);
-            let head = ctrl.consumer.head.load(order);
-            // Modulo 2^64, `head` may only have moved forward from our cached copy and not
-            // past what we published: the used bytes lie between the unpublished ones and
-            // the cached count (itself at most the capacity).
-            let used = self.tail.wrapping_sub(head);
-            if used > self.tail.wrapping_sub(self.head_cache)
-                || used < self.tail.wrapping_sub(self.published)
-                || used % 8 != 0
-            {
-                return Err(NoSpace::Corrupted(
-                    self.corrupt(Corruption::new("consumer index out of range", head)),
-                ));
-            }
-            self.head_cache = head;
+        // Less than a quarter of the ring left after this claim: from here on, room the
+        // consumer keeps back (it stores `head` lazily) matters; see `want_room`.
+        let tight = |used: u64| need + cap / 4 > cap - used;
+        let cached = self.tail.wrapping_sub(self.head_cache);
+        if fresh || !fits(cached) || (!self.wants_room && tight(cached)) {
+            let used = self.reload_head()?;
+            self.want_room(tight(used));
             if !fits(used) {
                 return Err(NoSpace::Full);
             }
         }
         Ok(Claim { pad, at, len, gap })
+    }
+
+    /// Loads the consumer's `head` into our cache, checks it, and returns the bytes in use.
+    #[inline]
+    fn reload_head(&mut self) -> Result<u64, NoSpace> {
+        // SYNC POINT: Acquire pairs with the consumer's Release store of `head` in
+        // `Consumer::store_head`: the consumer is done with the bytes we are about to reuse.
+        let order = weaken(cfg!(shmring_mutant = "relaxed_head"), Ordering::Acquire);
+        let head = self.ring.ctrl().consumer.head.load(order);
+        // Modulo 2^64, `head` may only have moved forward from our cached copy and not
+        // past what we published: the used bytes lie between the unpublished ones and
+        // the cached count (itself at most the capacity).
+        let used = self.tail.wrapping_sub(head);
+        if used > self.tail.wrapping_sub(self.head_cache)
+            || used < self.tail.wrapping_sub(self.published)
+            || used % 8 != 0
+        {
+            return Err(NoSpace::Corrupted(
+                self.corrupt(Corruption::new("consumer index out of range", head)),
+            ));
+        }
+        self.head_cache = head;
+        Ok(used)
+    }
+
+    /// Sets or clears `room_wanted` (only when that changes it): set while, after a fresh
+    /// look at `head`, less than a quarter of the ring (beyond this claim) stays free to us.
+    /// While it is set the consumer hands over every byte it releases at once rather than
+    /// once per quarter ring, so a producer waiting for room (spinning, asleep, or parked in
+    /// an event loop) learns of it at the consumer's release, never a quarter ring later.
+    ///
+    /// It goes up before the ring is full, not when a claim fails: room the consumer released
+    /// while the flag was down stays with it until its next store of `head`, so the flag must
+    /// be up before the producer can come to need that room. What remains: a consumer that
+    /// stops reading while more than a quarter of the ring is free keeps what it released
+    /// since its last store (less than a quarter ring) until it next releases a message or
+    /// finds the ring empty; from the moment the ring is within a quarter of full, nothing is
+    /// kept back. A plain Relaxed store is enough: the flag guards no data, and a consumer
+    /// that misses it for a moment only stores `head` later (at the latest a quarter ring
+    /// later, as before the flag existed).
+    #[inline]
+    fn want_room(&mut self, want: bool) {
+        if want != self.wants_room {
+            self.want_room_slow(want);
+        }
+    }
+
+    #[cold]
+    fn want_room_slow(&mut self, want: bool) {
+        self.wants_room = want;
+        let flag = &self.ring.ctrl().wait.room_wanted;
+        flag.store(u32::from(want), Ordering::Relaxed);
     }
 
     /// `try_claim` for the non-blocking calls: a full ring whose consumer died without
@@ -448,12 +507,30 @@ impl Producer {
     pub(super) fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Claim, ClaimError> {
         let len = self.check_size(len)?;
         let first = match self.try_claim(len) {
-            Ok(c) => return Ok(c),
-            Err(NoSpace::Full) => deadline,
+            Ok(c) if self.keeps_distance(c) => return Ok(c),
+            // Room, but right behind a consumer that is still reading: see `claim_slow`.
+            Ok(_) | Err(NoSpace::Full) => deadline,
             Err(NoSpace::Disconnected) => return Err(ClaimError::Disconnected),
             Err(NoSpace::Corrupted(c)) => return Err(ClaimError::Corrupted(c)),
         };
         self.claim_slow(len, first)
+    }
+
+    /// Whether `claim` leaves the producer a stretch of the ring behind the consumer (as
+    /// far as our cached `head` says), or the consumer is not handing room over at once
+    /// anyway (`room_wanted` is down). When the ring is nearly full the consumer stores
+    /// `head` on every release; a producer that took each released record at once would
+    /// write the cache lines the consumer is reading, message after message, and both would
+    /// crawl. Only the blocking calls keep the distance, and only while the consumer keeps
+    /// releasing (see `claim_slow`).
+    #[inline]
+    fn keeps_distance(&self, claim: Claim) -> bool {
+        let cap = self.ring.capacity;
+        let after = self
+            .tail
+            .wrapping_sub(self.head_cache)
+            .saturating_add(claim.need());
+        !self.wants_room || after.saturating_add(ROOM_DISTANCE.min(cap / 8)) <= cap
     }
 
     #[cold]
@@ -469,16 +546,32 @@ impl Producer {
         let mut spin = self.ep.spin;
         // Copied out (and back) so the liveness lookups stay throttled across calls.
         let mut throttle = self.ep.throttle;
-        let result = writable.wait(
+        let result = writable.wait_choosy(
             strategy,
             deadline,
             &mut stats,
             &mut spin,
-            || match self.try_claim(len) {
-                Ok(c) => Poll::Ready(Ok(c)),
-                Err(NoSpace::Full) => Poll::Pending,
-                Err(NoSpace::Disconnected) => Poll::Ready(Err(ClaimError::Disconnected)),
-                Err(NoSpace::Corrupted(c)) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+            |settle| {
+                // While we ask for room the consumer stores `head` on every release; a poll
+                // that reloads it between each two of them would take its line from the
+                // consumer every message. Polling a little less tightly lets it release
+                // several per look (and us take them as one), a fraction of a microsecond
+                // later.
+                crate::sync::pause(ROOM_POLL_PAUSE);
+                let last = self.head_cache;
+                match self.usable().and_then(|()| self.claim_space(len, true)) {
+                    // Room, and either a stretch of the ring to spare behind the consumer,
+                    // or a consumer that stopped releasing (`head` as at our last look), or
+                    // we are about to sleep: take it. Writing right behind a consumer that
+                    // is still reading would share cache lines with it, message after
+                    // message.
+                    Ok(c) if settle || self.keeps_distance(c) || self.head_cache == last => {
+                        Poll::Ready(Ok(c))
+                    }
+                    Ok(_) | Err(NoSpace::Full) => Poll::Pending,
+                    Err(NoSpace::Disconnected) => Poll::Ready(Err(ClaimError::Disconnected)),
+                    Err(NoSpace::Corrupted(c)) => Poll::Ready(Err(ClaimError::Corrupted(c))),
+                }
             },
             || {
                 if throttle.due() && storage.endpoint_gone(CONSUMER_SLOT) {

@@ -107,6 +107,12 @@ pub(super) struct WaitLine {
     pub(super) producer_closed: AtomicU32,
     /// Non-zero once the consumer closed (or was found dead).
     pub(super) consumer_closed: AtomicU32,
+    /// Non-zero while the producer wants room handed over at once: it found the ring within
+    /// a quarter of full (or full) after reloading `head`. Written only by the producer, in
+    /// its slow path; the consumer loads it (Relaxed) on each release and, while it is set,
+    /// stores `head` at once instead of once per quarter ring. A word a peer may forge: a
+    /// forged value costs stores, never correctness.
+    pub(super) room_wanted: AtomicU32,
 }
 
 /// The SPSC control block: three cache lines. In shared memory it sits right after the
@@ -146,6 +152,7 @@ impl Control {
                 writable: EventCount::new(),
                 producer_closed: AtomicU32::new(0),
                 consumer_closed: AtomicU32::new(0),
+                room_wanted: AtomicU32::new(0),
             },
         }
     }

@@ -44,6 +44,18 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
+/// `n` CPU pauses, to poll a word a little less tightly than a bare spin loop; nothing under
+/// loom (where a pause adds only states).
+#[inline]
+pub(crate) fn pause(n: u32) {
+    #[cfg(not(loom))]
+    for _ in 0..n {
+        std::hint::spin_loop();
+    }
+    #[cfg(loom)]
+    let _ = n;
+}
+
 /// Hint used inside pure spin loops: a CPU pause normally, a scheduler yield under loom (so the
 /// model checker can run the other thread instead of exploring an endless loop).
 #[inline]

@@ -234,22 +234,40 @@ impl EventCount {
         stats: &mut WaitStats,
         spin: &mut SpinBudget,
         mut poll: impl FnMut() -> Poll<T>,
+        on_slice: impl FnMut() -> Poll<T>,
+    ) -> Result<T, TimedOut> {
+        self.wait_choosy(strategy, deadline, stats, spin, |_| poll(), on_slice)
+    }
+
+    /// [`EventCount::wait`] for a waiter that may turn down a ready condition while it is
+    /// awake: `poll(settle)` may answer `Pending` although the condition holds (a producer
+    /// that would rather wait a moment for more room, say) when `settle` is false. With
+    /// `settle` true (the waiter announced itself and is about to sleep, or its deadline
+    /// passed) it must answer from shared state alone, as `wait`'s `poll` always does:
+    /// otherwise a notification that came before the announcement would be lost.
+    pub(crate) fn wait_choosy<T>(
+        &self,
+        strategy: WaitStrategy,
+        deadline: Deadline,
+        stats: &mut WaitStats,
+        spin: &mut SpinBudget,
+        mut poll: impl FnMut(bool) -> Poll<T>,
         mut on_slice: impl FnMut() -> Poll<T>,
     ) -> Result<T, TimedOut> {
-        if let Poll::Ready(v) = poll() {
+        if let Poll::Ready(v) = poll(false) {
             return Ok(v);
         }
         stats.waits += 1;
         // A zero timeout (`try`-like use of a timed call) gives up at once: no spinning.
         if deadline.remaining().is_some_and(|left| left.is_zero()) {
-            return expire(poll, on_slice);
+            return expire(|| poll(true), on_slice);
         }
         if strategy == WaitStrategy::Spin {
             return spin_until(deadline, poll, on_slice);
         }
         // Under loom spinning adds only states, never behaviours: `spin_for` is a no-op there.
         if strategy == WaitStrategy::Adaptive {
-            if let Poll::Ready(v) = spin_for(spin.budget(), &mut poll) {
+            if let Poll::Ready(v) = spin_for(spin.budget(), || poll(false)) {
                 return Ok(v);
             }
         }
@@ -262,7 +280,7 @@ impl EventCount {
             // SYNC POINT: Acquire pairs with the Release bump in `wake`.
             let epoch = self.epoch.load(Ordering::Acquire);
             #[cfg(not(shmring_mutant = "no_recheck"))]
-            if let Poll::Ready(v) = poll() {
+            if let Poll::Ready(v) = poll(true) {
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
                 return Ok(v);
             }
@@ -271,7 +289,7 @@ impl EventCount {
                 None => longest,
                 Some(left) if left.is_zero() => {
                     self.waiters.fetch_sub(1, Ordering::Relaxed);
-                    return expire(poll, on_slice);
+                    return expire(|| poll(true), on_slice);
                 }
                 Some(left) => left.min(longest),
             };
@@ -284,7 +302,7 @@ impl EventCount {
             let slice = Some(slice);
             self.epoch.wait(epoch, slice);
             self.waiters.fetch_sub(1, Ordering::Relaxed);
-            if let Poll::Ready(v) = poll() {
+            if let Poll::Ready(v) = poll(false) {
                 #[cfg(not(loom))]
                 if strategy == WaitStrategy::Adaptive {
                     spin.after_sleep(parked.elapsed());
@@ -295,7 +313,7 @@ impl EventCount {
                 return Ok(v);
             }
             if deadline.expired() {
-                return expire(poll, on_slice);
+                return expire(|| poll(true), on_slice);
             }
         }
     }
@@ -353,13 +371,13 @@ fn spin_for<T>(_budget: Duration, _poll: impl FnMut() -> Poll<T>) -> Poll<T> {
 /// self-throttled) every thousand rounds.
 fn spin_until<T>(
     deadline: Deadline,
-    mut poll: impl FnMut() -> Poll<T>,
+    mut poll: impl FnMut(bool) -> Poll<T>,
     mut on_slice: impl FnMut() -> Poll<T>,
 ) -> Result<T, TimedOut> {
     let mut rounds: u32 = 0;
     loop {
         spin_hint();
-        if let Poll::Ready(v) = poll() {
+        if let Poll::Ready(v) = poll(false) {
             return Ok(v);
         }
         rounds = rounds.wrapping_add(1);
@@ -370,7 +388,7 @@ fn spin_until<T>(
             return Ok(v);
         }
         if deadline.expired() {
-            return expire(poll, on_slice);
+            return expire(|| poll(true), on_slice);
         }
     }
 }
