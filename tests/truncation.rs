@@ -55,6 +55,7 @@ fn victim_entry() {
         "mpmc_send_blocked" => mpmc_send_blocked(&name),
         "mpmc_busy_sender" => mpmc_busy_sender(&name),
         "mpmc_busy_receiver" => mpmc_busy_receiver(&name),
+        "spsc_recv_after_sent_sigbus" => spsc_recv_after_sent_sigbus(&name),
         other => panic!("unknown role {other}"),
     };
     assert!(
@@ -194,6 +195,28 @@ fn mpmc_busy_receiver(name: &str) -> Corruption {
     unreachable!()
 }
 
+/// A `SIGBUS` sent with `kill` (not a fault) reaches the handler that was there before the
+/// guard, here the Rust runtime's, which sets the default action and returns. The guard must
+/// survive that: a truncation afterwards is still reported, not fatal.
+fn spsc_recv_after_sent_sigbus(name: &str) -> Corruption {
+    let mut rx = spsc::Consumer::create(name, spsc_config()).expect("create");
+    // SAFETY: kill and getpid take and return plain integers.
+    let sent = unsafe { libc::kill(libc::getpid(), libc::SIGBUS) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    // A signal a process sends itself is delivered before `kill` returns; it did not kill us.
+    ready();
+    let started = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Err(TryRecvError::Empty) if started.elapsed() < LONG => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(TryRecvError::Corrupted(c)) => return c,
+            other => panic!("try_recv: {:?}", other.map(|m| m.len())),
+        }
+    }
+}
+
 /// A victim process and the pipe of its stdout (read once up to the ready line, then to the
 /// end).
 struct Victim {
@@ -329,6 +352,11 @@ fn mpmc_busy_sender_and_receiver_get_truncation_errors() {
         "trunc-mpmc-busy",
         &["mpmc_busy_sender", "mpmc_busy_receiver"],
     );
+}
+
+#[test]
+fn truncation_after_a_sent_sigbus_is_still_survived() {
+    truncate_under("trunc-sent-sigbus", &["spsc_recv_after_sent_sigbus"]);
 }
 
 /// In this very process, through a second descriptor: a consumer blocked in `recv()` (no

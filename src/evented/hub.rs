@@ -19,6 +19,14 @@
 //! peer killed while this end was parked is noticed. While no end is registered it sleeps
 //! without a timeout.
 //!
+//! The first async handle of the process starts the hub. If that fails (most likely because
+//! the user's processes already hold `fs.inotify.max_user_instances` inotify instances, which
+//! any process of the same user can bring about), the handle fails with an `io::Error` of the
+//! system error's kind, whose message names the failed step (and the limit, for `EMFILE` from
+//! `inotify_init1`) and whose `source` is the system's error with its `raw_os_error`. Nothing
+//! of the failed start remains and the failure is not remembered: the next async handle tries
+//! again, and works once instances are free.
+//!
 //! A child made by `fork` (without `exec`) does not have the thread: async handles made
 //! there would never be woken once parked. Make them before forking only if the child does
 //! not use them, or after `exec`.
@@ -87,31 +95,106 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The process's hub, started by the first registration. An error (no inotify instance, no
-/// thread) is remembered: every async handle then fails to build with it.
+/// The process's hub, started by the first registration that finds none. A start that
+/// fails leaves nothing behind (no descriptor, no thread) and is not remembered: the next
+/// registration tries again. Starts are serialised, so there is never more than one hub.
 fn hub() -> io::Result<&'static Hub> {
-    static HUB: OnceLock<Result<&'static Hub, io::ErrorKind>> = OnceLock::new();
-    let made = HUB.get_or_init(|| Hub::start().map_err(|e| e.kind()));
-    made.map_err(|kind| io::Error::new(kind, "could not start the doorbell dispatcher"))
+    static HUB: OnceLock<&'static Hub> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(hub) = HUB.get() {
+        return Ok(hub);
+    }
+    let _starting = lock(&STARTING);
+    if let Some(hub) = HUB.get() {
+        return Ok(hub);
+    }
+    let hub = Hub::start()?;
+    // Cannot fail: only this thread, holding `STARTING`, sets it.
+    let _ = HUB.set(hub);
+    Ok(hub)
 }
 
+/// Why the hub could not be started: the step and the system's error (its `source`).
+#[derive(Debug)]
+struct StartError {
+    step: &'static str,
+    cause: io::Error,
+}
+
+impl StartError {
+    /// Turns the error of `step` into an `io::Error` of the same kind that carries a
+    /// `StartError`: its `source` is the system's error, with the failed call's
+    /// `raw_os_error`.
+    fn at<E: Into<io::Error>>(step: &'static str) -> impl FnOnce(E) -> io::Error {
+        move |error| {
+            let cause = error.into();
+            io::Error::new(cause.kind(), StartError { step, cause })
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "could not start the doorbell dispatcher: {} failed: {}",
+            self.step, self.cause
+        )?;
+        if self.step == INOTIFY_STEP && self.cause.raw_os_error() == Some(libc::EMFILE) {
+            write!(
+                f,
+                " (the user's processes hold as many inotify instances as \
+                 fs.inotify.max_user_instances allows, or this process is out of file \
+                 descriptors)"
+            )?;
+        }
+        write!(f, "; a later async handle tries again")
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// The step of [`Hub::start`] that needs an inotify instance.
+const INOTIFY_STEP: &str = "inotify_init1";
+
 impl Hub {
+    /// Makes the hub's descriptors and starts its thread. On failure every descriptor made so
+    /// far is closed and no thread runs.
     fn start() -> io::Result<&'static Hub> {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        let inotify = inotify_instance()?;
-        let control = rustix::event::eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        let epoll =
+            epoll::create(epoll::CreateFlags::CLOEXEC).map_err(StartError::at("epoll_create1"))?;
+        let inotify = inotify_instance().map_err(StartError::at(INOTIFY_STEP))?;
+        let control = rustix::event::eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)
+            .map_err(StartError::at("eventfd"))?;
         epoll::add(
             &epoll,
             &inotify,
             epoll::EventData::new_u64(INOTIFY),
             epoll::EventFlags::IN,
-        )?;
+        )
+        .map_err(StartError::at("epoll_ctl"))?;
         epoll::add(
             &epoll,
             &control,
             epoll::EventData::new_u64(CONTROL),
             epoll::EventFlags::IN,
-        )?;
+        )
+        .map_err(StartError::at("epoll_ctl"))?;
+        // The thread is started before the hub is made permanent and is handed it afterwards:
+        // if it cannot be started, the descriptors are dropped (closed) on the way out.
+        let (handover, handed) = std::sync::mpsc::sync_channel::<&'static Hub>(1);
+        std::thread::Builder::new()
+            .name("shmring-doorbell".into())
+            .spawn(move || {
+                if let Ok(hub) = handed.recv() {
+                    hub.run();
+                }
+            })
+            .map_err(StartError::at("starting its thread"))?;
         // Lives as long as the process: the thread uses it until the process exits.
         let hub: &'static Hub = Box::leak(Box::new(Hub {
             epoll,
@@ -123,9 +206,8 @@ impl Hub {
                 registrations: 0,
             }),
         }));
-        std::thread::Builder::new()
-            .name("shmring-doorbell".into())
-            .spawn(move || hub.run())?;
+        // Cannot fail: the channel has room, and the thread waits in `recv` until it is sent.
+        let _ = handover.send(hub);
         Ok(hub)
     }
 

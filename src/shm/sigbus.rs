@@ -29,10 +29,9 @@
 //! thread may fault on any registered range, and several threads may fault at once (one
 //! replaces the range; the others return at once and fault again until it is done). A forked
 //! child inherits the handler and the table together with the mappings they describe. The
-//! handler does only
-//! async-signal-safe things: atomic loads, stores and compare-exchanges, `mmap`, `sigaction`,
-//! `raise`, and a call of the previous handler. It allocates nothing, takes no lock and
-//! preserves `errno`.
+//! handler does only async-signal-safe things: atomic loads, stores and compare-exchanges,
+//! `mmap`, `sigaction`, `sigemptyset`, `raise`, and a call of the previous handler. It
+//! allocates nothing, takes no lock and preserves `errno`.
 //!
 //! # What the caller must do
 //!
@@ -73,11 +72,38 @@
 //!
 //! A `SIGBUS` that is not ours (another `si_code`, an address in no active entry, or a failed
 //! replacement `mmap`) is passed on. If the previous action was a handler, it is called with
-//! the same arguments (honouring its `SA_SIGINFO` and `SA_RESETHAND` flags, but not its
-//! `sa_mask`). If it was the default action, the handler restores it and returns: a fault
-//! recurs at once and kills the process with `SIGBUS`, as it would have without us; a
-//! `SIGBUS` sent by `kill` is raised again. If it was `SIG_IGN`, a sent signal is ignored and
-//! a fault kills, as the kernel does for an ignored fault.
+//! the same arguments (honouring its `SA_SIGINFO` flag, but not its `sa_mask`). If it was the
+//! default action, the handler restores it and returns: a fault recurs at once and kills the
+//! process with `SIGBUS`, as it would have without us; a `SIGBUS` sent by `kill` is raised
+//! again. If it was `SIG_IGN`, a sent signal is ignored and a fault kills, as the kernel does
+//! for an ignored fault.
+//!
+//! # Chained handlers that change the action
+//!
+//! A chained handler may change the `SIGBUS` action. Rust's runtime installs one in every
+//! Rust program (it reports stack overflows) which, for any signal that is not an overflow,
+//! restores the default action and returns, counting on a fault to recur and kill the
+//! process. For a `SIGBUS` sent with `kill` or `sigqueue` nothing recurs: without more, the
+//! process would live on with the default action and no guard, and the next truncation would
+//! kill it. So when a chained handler returns, our handler looks at the action: if it is no
+//! longer ours, what the chained handler put there becomes the action to chain to (as if it
+//! had been in place before us) and ours is installed again. The outcome is what the chained
+//! handler meant, and the guards stay:
+//!
+//! - a `SIGBUS` sent by a process to a Rust program is consumed once by the runtime's
+//!   handler, and the next one sent kills the process (the default action, now chained to),
+//!   as it would without guards; truncations of guarded ranges are survived all along;
+//! - a fault in no guarded range recurs on return, comes back to us and is passed on to the
+//!   new action, which kills the process with `SIGBUS`;
+//! - a previous handler installed with `SA_RESETHAND` is called once, after which the default
+//!   action is the one chained to, while ours stays installed.
+//!
+//! Between the chained handler's change and the re-installation (a few system calls) the
+//! chained handler's action is in force: a truncation fault in another thread at that moment
+//! kills the process. A chained handler that does not return (it jumps out or exits) leaves
+//! its action in place. At most 32 distinct previous actions are recorded over the life of
+//! the process; past that, a chained handler's change stays in place, as it would without
+//! this module.
 //!
 //! The handler is installed with `SA_SIGINFO | SA_ONSTACK` and without `SA_NODEFER`.
 //! `SA_SIGINFO` gives the fault address; `SA_ONSTACK` runs it on the thread's alternate
@@ -95,7 +121,7 @@
 use std::ffi::{c_int, c_void};
 use std::fmt;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// Number of ranges that can be registered at once.
 pub(crate) const CAPACITY: usize = 1024;
@@ -153,10 +179,38 @@ impl Entry {
 
 static TABLE: [Entry; CAPACITY] = [const { Entry::new() }; CAPACITY];
 
-/// The action that was in place before ours: `sa_sigaction` (`SIG_DFL`, `SIG_IGN` or a
-/// function address) and `sa_flags`.
-static PREV_ACTION: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
-static PREV_FLAGS: AtomicUsize = AtomicUsize::new(0);
+/// An action to chain to: `sa_sigaction` (`SIG_DFL`, `SIG_IGN` or a function address) and
+/// `sa_flags`. Written once, before `ready` is set, and only read after that, so that a
+/// handler never pairs one action's address with another's flags.
+struct Recorded {
+    action: AtomicUsize,
+    flags: AtomicUsize,
+    ready: AtomicBool,
+}
+
+impl Recorded {
+    const fn new(ready: bool) -> Recorded {
+        Recorded {
+            action: AtomicUsize::new(libc::SIG_DFL),
+            flags: AtomicUsize::new(0),
+            ready: AtomicBool::new(ready),
+        }
+    }
+}
+
+/// Number of distinct actions that can be recorded over the life of the process.
+const RECORDED_SLOTS: usize = 32;
+
+/// Every action recorded so far. Slot 0 is the default action.
+static RECORDED: [Recorded; RECORDED_SLOTS] = {
+    let mut slots = [const { Recorded::new(false) }; RECORDED_SLOTS];
+    slots[0] = Recorded::new(true);
+    slots
+};
+/// Slots of `RECORDED` claimed so far.
+static RECORDED_USED: AtomicUsize = AtomicUsize::new(1);
+/// The slot of `RECORDED` holding the action that was in place before ours.
+static PREVIOUS: AtomicUsize = AtomicUsize::new(0);
 
 static INSTALL: Once = Once::new();
 
@@ -182,46 +236,97 @@ pub(crate) fn install() {
 /// Records the current `SIGBUS` action as the one to chain to and installs ours. Unlike
 /// [`install`] this runs every time it is called (tests in forked children use that).
 fn install_now() {
-    // The previous action is recorded before ours is in place, so a handler running in another
-    // thread right after the switch already finds it.
     // SAFETY: `sigaction` is a plain C struct for which all-zero bytes are a valid value.
     let mut before: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: a null `act` only queries; `before` is a valid, writable `sigaction`.
     let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut before) };
     assert_eq!(rc, 0, "sigaction(SIGBUS) query failed");
-    record_previous(&before);
+    take_over(&before).expect("sigaction(SIGBUS) install failed");
+}
 
-    // SAFETY: as above, all-zero bytes are a valid `sigaction`.
+/// Records `before` (the action in place now) as the one to chain to and puts ours in its
+/// place. Async-signal-safe: the handler calls it too. Fails, leaving the action in place,
+/// when `before` cannot be recorded (all slots hold other actions) or `sigaction` fails.
+fn take_over(before: &libc::sigaction) -> Result<(), ()> {
+    // The previous action is recorded before ours is in place, so a handler running in another
+    // thread right after the switch already finds it.
+    let slot = record(before).ok_or(())?;
+    PREVIOUS.store(slot, Ordering::Release);
+
+    // SAFETY: all-zero bytes are a valid `sigaction`.
     let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
     ours.sa_sigaction = handler_address();
     ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    // SAFETY: `ours.sa_mask` is a valid, writable `sigset_t`.
+    // SAFETY: `ours.sa_mask` is a valid, writable `sigset_t` (sigemptyset is async-signal-safe).
     unsafe { libc::sigemptyset(&mut ours.sa_mask) };
-    // SAFETY: zeroed `sigaction` is valid.
+    // SAFETY: as above, all-zero bytes are a valid `sigaction`.
     let mut replaced: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: `ours` is fully initialised and its handler is an `extern "C"` function with the
     // SA_SIGINFO signature; `replaced` is valid and writable.
-    let rc = unsafe { libc::sigaction(libc::SIGBUS, &ours, &mut replaced) };
-    assert_eq!(rc, 0, "sigaction(SIGBUS) install failed");
+    if unsafe { libc::sigaction(libc::SIGBUS, &ours, &mut replaced) } != 0 {
+        return Err(());
+    }
     // Someone else changed the action between the two calls: chain to what we replaced.
     if replaced.sa_sigaction != before.sa_sigaction || replaced.sa_flags != before.sa_flags {
-        record_previous(&replaced);
+        if let Some(slot) = record(&replaced) {
+            PREVIOUS.store(slot, Ordering::Release);
+        }
     }
+    Ok(())
 }
 
 fn handler_address() -> usize {
     on_sigbus as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) as usize
 }
 
-fn record_previous(action: &libc::sigaction) {
+/// The slot of `RECORDED` that holds `action` (its handler and flags), filling a new one if
+/// none does yet; `None` when all slots hold other actions. Lock-free and async-signal-safe.
+fn record(action: &libc::sigaction) -> Option<usize> {
     // Chaining to ourselves (install_now run twice) would recurse: treat it as the default.
     let (handler, flags) = if action.sa_sigaction == handler_address() {
         (libc::SIG_DFL, 0)
     } else {
         (action.sa_sigaction, action.sa_flags as usize)
     };
-    PREV_FLAGS.store(flags, Ordering::Relaxed);
-    PREV_ACTION.store(handler, Ordering::Release);
+    record_pair(handler, flags)
+}
+
+fn record_pair(handler: usize, flags: usize) -> Option<usize> {
+    // Flags do not matter for the default action and for ignoring.
+    let flags = if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        0
+    } else {
+        flags
+    };
+    let used = RECORDED_USED.load(Ordering::Acquire).min(RECORDED_SLOTS);
+    let found = RECORDED[..used].iter().position(|slot| {
+        slot.ready.load(Ordering::Acquire)
+            && slot.action.load(Ordering::Relaxed) == handler
+            && slot.flags.load(Ordering::Relaxed) == flags
+    });
+    if found.is_some() {
+        return found;
+    }
+    // Two racing calls for the same action may fill a slot each; that only uses one more.
+    let index = RECORDED_USED
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            (used < RECORDED_SLOTS).then_some(used + 1)
+        })
+        .ok()?;
+    let slot = &RECORDED[index];
+    slot.action.store(handler, Ordering::Relaxed);
+    slot.flags.store(flags, Ordering::Relaxed);
+    slot.ready.store(true, Ordering::Release);
+    Some(index)
+}
+
+/// The action to chain to: its handler (or `SIG_DFL`, `SIG_IGN`) and flags.
+fn previous() -> (usize, usize) {
+    let slot = &RECORDED[PREVIOUS.load(Ordering::Acquire)];
+    (
+        slot.action.load(Ordering::Relaxed),
+        slot.flags.load(Ordering::Relaxed),
+    )
 }
 
 /// A registered range. While it lives, a `SIGBUS` inside the range replaces the range with
@@ -454,8 +559,7 @@ fn poison_overlapping(fixing: &Entry, start: usize, len: usize) {
 
 /// Passes a `SIGBUS` that is not ours to the previous action.
 fn chain(sig: c_int, info: *mut libc::siginfo_t, context: *mut c_void, code: c_int) {
-    let action = PREV_ACTION.load(Ordering::Acquire);
-    let flags = PREV_FLAGS.load(Ordering::Relaxed);
+    let (action, flags) = previous();
     if action == libc::SIG_DFL || action == libc::SIG_IGN {
         let synchronous = is_synchronous_fault(code);
         if action == libc::SIG_IGN && !synchronous {
@@ -471,7 +575,11 @@ fn chain(sig: c_int, info: *mut libc::siginfo_t, context: *mut c_void, code: c_i
         return;
     }
     if flags & libc::SA_RESETHAND as usize != 0 {
-        reset_to_default();
+        // The kernel would restore the default action on entry to the handler: that becomes
+        // the action we chain to, and ours stays in place.
+        if let Some(slot) = record_pair(libc::SIG_DFL, 0) {
+            PREVIOUS.store(slot, Ordering::Release);
+        }
     }
     if flags & libc::SA_SIGINFO as usize != 0 {
         // SAFETY: the previous action was installed with SA_SIGINFO, so its address is a
@@ -486,6 +594,24 @@ fn chain(sig: c_int, info: *mut libc::siginfo_t, context: *mut c_void, code: c_i
         // SAFETY: without SA_SIGINFO the address is a plain `void (*)(int)` handler.
         let handler = unsafe { std::mem::transmute::<usize, extern "C" fn(c_int)>(action) };
         handler(sig);
+    }
+    reinstate();
+}
+
+/// After a chained handler returned: if it replaced our action (Rust's runtime handler, for
+/// one, restores the default one and returns), what it put there becomes the action we chain
+/// to and ours is put back. A fault that the handler meant to be fatal recurs on return, comes
+/// back to us and is passed on to that action, which kills the process as intended.
+fn reinstate() {
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null `act` only queries (async-signal-safe); `current` is valid and writable.
+    if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut current) } != 0 {
+        return;
+    }
+    if current.sa_sigaction != handler_address() {
+        // On failure the handler's choice stays in place, guards or not.
+        let _ = take_over(&current);
     }
 }
 

@@ -448,6 +448,94 @@ fn sigbus_foreign_fault_chains_to_previous_plain_handler() {
     check_chaining(handler as usize, 0, false);
 }
 
+static SENT_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Does what the stack-overflow handler of Rust's runtime does with a signal that is not an
+/// overflow: restores the default action and returns.
+extern "C" fn resetting_handler(_: c_int, _: *mut libc::siginfo_t, _: *mut c_void) {
+    SENT_CALLS.fetch_add(1, Ordering::SeqCst);
+    reset_to_default();
+}
+
+extern "C" fn counting_handler(_: c_int) {
+    SENT_CALLS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// In a child: installs `earlier`, then ours on top of it, sends itself `SIGBUS` with
+/// `kill`, and checks that `earlier` saw it, that a truncation fault in a guarded range is
+/// still survived afterwards and that the action in force is ours. The child then sends
+/// itself a second `SIGBUS`, which the default action left behind by `earlier` (directly,
+/// or through `SA_RESETHAND`) must turn into the child's death.
+fn check_sent_sigbus_keeps_guard(earlier: usize, flags: c_int) {
+    let _lock = lock_table();
+    let len = page();
+    let guarded_fd = memfd(len);
+    let guarded = map(&guarded_fd, len);
+    // SAFETY: our mapping, raw accesses only, guard dropped first.
+    let guard = unsafe { Guard::register(guarded.as_mut_ptr(), len) }.unwrap();
+    let guarded_ptr = guarded.as_mut_ptr();
+
+    let status = in_child(|| {
+        // SAFETY: all-zero bytes are a valid `sigaction`.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = earlier;
+        action.sa_flags = flags;
+        // SAFETY: `earlier` has the signature `flags` announce.
+        if unsafe { libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()) } != 0 {
+            return 2;
+        }
+        install_now();
+        // SAFETY: kill and getpid take and return plain integers. The signal is delivered to
+        // this thread before kill returns.
+        if unsafe { libc::kill(libc::getpid(), libc::SIGBUS) } != 0 {
+            return 3;
+        }
+        if SENT_CALLS.load(Ordering::SeqCst) != 1 {
+            return 4;
+        }
+        // SAFETY: all-zero bytes are a valid `sigaction`.
+        let mut now: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null `act` only queries; `now` is writable.
+        if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut now) } != 0
+            || now.sa_sigaction != handler_address()
+        {
+            return 5;
+        }
+        if rustix::fs::ftruncate(&guarded_fd, 0).is_err() {
+            return 6;
+        }
+        // SAFETY: inside the guarded mapping: the fault is survived.
+        if unsafe { read_volatile(guarded_ptr) } != 0 || !guard.poisoned() {
+            return 7;
+        }
+        if previous() != (libc::SIG_DFL, 0) {
+            return 8;
+        }
+        // SAFETY: as above; the default action kills us here.
+        unsafe { libc::kill(libc::getpid(), libc::SIGBUS) };
+        9
+    });
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS,
+        "child should survive the first SIGBUS and the truncation and die of the second, \
+         wait status {status:#x}"
+    );
+    assert!(!guard.poisoned(), "the parent's mapping was not touched");
+    drop(guard);
+}
+
+#[test]
+fn sigbus_sent_signal_to_a_handler_that_resets_keeps_the_guard() {
+    let handler = resetting_handler as extern "C" fn(c_int, *mut libc::siginfo_t, _);
+    check_sent_sigbus_keeps_guard(handler as usize, libc::SA_SIGINFO | libc::SA_ONSTACK);
+}
+
+#[test]
+fn sigbus_sent_signal_to_a_resethand_handler_keeps_the_guard() {
+    let handler = counting_handler as extern "C" fn(c_int);
+    check_sent_sigbus_keeps_guard(handler as usize, libc::SA_RESETHAND);
+}
+
 #[test]
 fn sigbus_full_table_refuses_to_map_a_truncatable_object() {
     use crate::error::OpenError;
