@@ -217,10 +217,12 @@ pub(crate) fn open_with<R: KindRules, H>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FdTrust {
     /// Only a memfd sealed against shrinking: nobody can truncate it under us, whatever
-    /// other descriptors of it exist (`from_fd`).
+    /// other descriptors of it exist (`from_fd`). A hugetlbfs one can still lose pages to a
+    /// punched hole, and is mapped under the `SIGBUS` guard.
     SealedMemfd,
-    /// Any descriptor the caller vouches for (`from_fd_unchecked`). One that can be shrunk
-    /// is mapped under the `SIGBUS` guard, as a named object is.
+    /// Any descriptor the caller vouches for (`from_fd_unchecked`). One whose pages can be
+    /// taken away (it can be shrunk, or it is on hugetlbfs) is mapped under the `SIGBUS`
+    /// guard, as a named object is.
     Caller,
 }
 
