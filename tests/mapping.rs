@@ -1,28 +1,69 @@
-//! A peer can take pages away from under a mapping without shrinking the object: a hole
-//! punched in a hugetlbfs memfd (which its seals allow) leaves nothing to fault in once the
-//! freed huge page is taken. A ring in such an object is mapped under the `SIGBUS` guard,
-//! seals or not, and its handles report the loss instead of dying.
+//! What opening a ring maps: exactly the ring its header describes, whatever the size of the
+//! object (a peer can grow an object sparsely, at no cost to itself, to terabytes), and under
+//! the `SIGBUS` guard whenever a peer can take its pages away, seals or not (a hole punched
+//! in a hugetlbfs memfd).
 //!
-//! The mutant check that shows the test catches the bug it names:
+//! The mutant checks that show each test catches the bug it names:
 //!
 //! ```sh
+//! RUSTFLAGS='--cfg shmring_mutant="map_whole_object"' cargo test -p shmring --test mapping
 //! RUSTFLAGS='--cfg shmring_mutant="seal_means_unguarded"' cargo test -p shmring --test mapping
 //! ```
 //!
-//! makes the hugetlbfs victim die of `SIGBUS` (where the machine can give the test a huge
-//! page).
+//! The first fails the address-space tests; the second makes the hugetlbfs victim die of
+//! `SIGBUS` (where the machine can give the test a huge page).
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 
-use common::{env, spawn_child};
+use common::{RingName, env, spawn_child};
 use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
-use shmring::{TryRecvError, spsc};
+use shmring::{TryRecvError, mpmc, spsc};
+
+/// The size peers grow objects to: more than the address space of a 47-bit process holds
+/// a hundred times over.
+const GROWN: u64 = 2 << 40;
+/// Growth of the address space allowed beyond the rings themselves: thread stacks and
+/// malloc arenas of the test harness's other threads (each arena reserves 64 MiB).
+const SLACK: u64 = 512 << 20;
 
 fn spsc_config() -> spsc::Config {
     spsc::Config::default().capacity_bytes(4096)
+}
+
+/// A field of `/proc/self/status` in bytes (`VmSize`, `VmPeak`).
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read {line:?}"));
+    kib * 1024
+}
+
+fn vm_size() -> u64 {
+    status_bytes("VmSize")
+}
+
+fn object_size(fd: impl AsFd) -> u64 {
+    rustix::fs::fstat(fd).unwrap().st_size as u64
+}
+
+/// Grows a named object (sparsely: no memory is used) to `len` bytes.
+fn grow(name: &RingName, len: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.dev_shm_path())
+        .unwrap();
+    f.set_len(len).unwrap();
 }
 
 /// The bytes of a valid SPSC ring whose producer (returned, kept alive) is attached and
@@ -33,6 +74,123 @@ fn spsc_ring_bytes() -> (spsc::Producer, Vec<u8>) {
     let mut bytes = Vec::new();
     std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
     (tx, bytes)
+}
+
+/// A tmpfs memfd holding `bytes`, with `seals`.
+fn memfd_with(bytes: &[u8], seals: SealFlags) -> OwnedFd {
+    let fd = rustix::fs::memfd_create(
+        "mapping-test",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .unwrap();
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes).unwrap();
+    let fd = OwnedFd::from(f);
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    }
+    fd
+}
+
+/// Runs `open` and checks that it made the address space grow by no more than `real` bytes
+/// (the ring) plus [`SLACK`].
+fn assert_maps_at_most<T>(what: &str, real: u64, open: impl FnOnce() -> T) -> T {
+    let before = vm_size();
+    let opened = open();
+    let grew = vm_size().saturating_sub(before);
+    assert!(
+        grew <= real + SLACK,
+        "{what}: the address space grew by {grew} bytes for a ring of {real} bytes in an \
+         object of {GROWN} bytes"
+    );
+    opened
+}
+
+#[test]
+fn opening_an_object_grown_past_its_ring_maps_only_the_ring() {
+    // A named ring, grown by a peer after it was created.
+    let name = RingName::new("grown");
+    let mut tx = spsc::Producer::create(name.as_str(), spsc_config()).unwrap();
+    let real = object_size(std::fs::File::open(name.dev_shm_path()).unwrap());
+    grow(&name, GROWN);
+    let mut rx = assert_maps_at_most("spsc open", real, || {
+        spsc::Consumer::open(name.as_str()).unwrap()
+    });
+    tx.send(b"through a grown object").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"through a grown object");
+
+    // The read-only paths map the ring too, if only for the length of the call.
+    let peak = status_bytes("VmPeak");
+    let info = shmring::inspect(name.as_str()).unwrap();
+    assert_eq!(info.object_len, GROWN, "inspect reports the object's size");
+    assert_eq!(info.capacity, 4096);
+    assert!(!shmring::is_stale(name.as_str()).unwrap());
+    drop((tx, rx));
+    assert!(shmring::unlink_if_stale(name.as_str()).unwrap());
+    let peaked = status_bytes("VmPeak").saturating_sub(peak);
+    assert!(
+        peaked <= real + SLACK,
+        "inspect, is_stale and unlink_if_stale: the address space peaked {peaked} bytes higher"
+    );
+
+    // An MPMC ring.
+    let mname = RingName::new("grown-mpmc");
+    let mut mrx = mpmc::Receiver::create(mname.as_str(), mpmc::Config::default().slots(8)).unwrap();
+    let mreal = object_size(std::fs::File::open(mname.dev_shm_path()).unwrap());
+    grow(&mname, GROWN);
+    let mut mtx = assert_maps_at_most("mpmc open", mreal, || {
+        mpmc::Sender::open(mname.as_str()).unwrap()
+    });
+    mtx.send(b"mpmc").unwrap();
+    assert_eq!(&*mrx.recv().unwrap(), b"mpmc");
+
+    // A memfd sealed against shrinking only (from_fd takes it) and an unsealed one
+    // (from_fd_unchecked), each grown through another descriptor.
+    let (_tx, bytes) = spsc_ring_bytes();
+    let real = bytes.len() as u64;
+    let sealed = memfd_with(&bytes, SealFlags::SHRINK);
+    rustix::fs::ftruncate(&sealed, GROWN).unwrap();
+    let mut rx = assert_maps_at_most("from_fd", real, || spsc::Consumer::from_fd(sealed).unwrap());
+    assert_eq!(&*rx.try_recv().unwrap(), b"before");
+    let unsealed = memfd_with(&bytes, SealFlags::empty());
+    rustix::fs::ftruncate(&unsealed, GROWN).unwrap();
+    // SAFETY: a memfd is plain memory.
+    let mut rx = assert_maps_at_most("from_fd_unchecked", real, || unsafe {
+        spsc::Consumer::from_fd_unchecked(unsealed).unwrap()
+    });
+    assert_eq!(&*rx.try_recv().unwrap(), b"before");
+}
+
+#[test]
+fn a_hundred_rings_grown_to_terabytes_are_open_at_once() {
+    const RINGS: usize = 100;
+    let names: Vec<RingName> = (0..RINGS).map(|_| RingName::new("grown-many")).collect();
+    let producers: Vec<spsc::Producer> = names
+        .iter()
+        .map(|n| spsc::Producer::create(n.as_str(), spsc_config()).unwrap())
+        .collect();
+    let real = object_size(std::fs::File::open(names[0].dev_shm_path()).unwrap());
+    for n in &names {
+        grow(n, GROWN);
+    }
+    let before = vm_size();
+    let consumers: Vec<spsc::Consumer> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            spsc::Consumer::open(n.as_str())
+                .unwrap_or_else(|e| panic!("opening grown ring {i} of {RINGS}: {e}"))
+        })
+        .collect();
+    let grew = vm_size().saturating_sub(before);
+    assert!(
+        grew <= RINGS as u64 * real + SLACK,
+        "{RINGS} rings of {real} bytes grew the address space by {grew} bytes"
+    );
+    for (mut tx, mut rx) in producers.into_iter().zip(consumers) {
+        tx.send(b"alive").unwrap();
+        assert_eq!(&*rx.recv().unwrap(), b"alive");
+    }
 }
 
 // ---- hugetlbfs: a hole punched in a sealed memfd ----

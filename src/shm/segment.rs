@@ -5,7 +5,11 @@
 //!   reuses an existing object, opening never creates one.
 //! - Creating reserves the memory with `fallocate`, so a full `/dev/shm` is an `ENOSPC` error
 //!   at creation instead of a `SIGBUS` on first touch.
-//! - Opening checks the object's real size (`fstat`) before mapping anything.
+//! - Opening maps the header page first ([`Segment::header`]); once the header is validated
+//!   the object is mapped again for exactly the ring it describes ([`Segment::narrowed`]),
+//!   after checking (`fstat`) that the object holds it. The object's own size only bounds the
+//!   ring: a peer that grows an object (sparsely, at no cost to itself) to terabytes costs an
+//!   opener no address space.
 //! - memfd objects are sealed against shrinking and growing before they are mapped, so no
 //!   process holding the fd can truncate the ring under another one.
 //! - Every mapping whose pages a peer can take away is registered with the `SIGBUS` guard
@@ -34,6 +38,7 @@ use rustix::shm;
 use super::lock::{CREATION_BYTE, LockKind};
 use super::sigbus;
 use crate::error::OpenError;
+use crate::geometry::HEADER_SIZE;
 
 /// Longest name accepted, leading '/' included (`NAME_MAX`).
 pub const MAX_NAME_LEN: usize = 255;
@@ -176,9 +181,16 @@ pub(crate) struct Segment {
     _map: Mapping,
     base: NonNull<u8>,
     fd: OwnedFd,
-    /// Size of the object when it was mapped; the mapping covers exactly this (rounded out
-    /// to whole mapping units).
+    /// Length of the mapping in bytes.
     len: u64,
+    /// Bytes of the object a ring in this segment may span: the object's size when it was
+    /// mapped (our own mappings, which [`narrowed`](Segment::narrowed) then fits to the
+    /// ring), or the mapping's length (one another library made).
+    extent: u64,
+    /// Whether the mapping is writable.
+    writable: bool,
+    /// How the object maps.
+    memory: ObjectMemory,
     /// The name of a named object (to reopen it where `/proc/self/fd` is unavailable).
     name: Option<String>,
 }
@@ -216,12 +228,12 @@ impl Segment {
         Self::size(&fd, len)?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
             .map_err(|e| io_err("fcntl(F_ADD_SEALS)", e))?;
-        Self::map(fd, len)
+        Self::map_with(fd, len, len, true)
     }
 
     fn size_and_map(fd: OwnedFd, len: u64) -> Result<Segment, OpenError> {
         Self::size(&fd, len)?;
-        Self::map(fd, len)
+        Self::map_with(fd, len, len, true)
     }
 
     /// Sizes a new object and reserves its memory.
@@ -248,7 +260,7 @@ impl Segment {
 
     /// Opens an existing named object (without mapping it), after checking that it is a
     /// regular file (not a symbolic link: `O_NOFOLLOW`) and that other users cannot write it
-    /// (unless `allow_other_users`). [`Segment::from_owned_fd`] maps it.
+    /// (unless `allow_other_users`). [`Segment::header`] maps it.
     pub(crate) fn open_object(name: &str, allow_other_users: bool) -> Result<OwnedFd, OpenError> {
         validate_name(name)?;
         let fd = shm::open(name, shm::OFlags::RDWR | nofollow(), Mode::empty())
@@ -263,54 +275,99 @@ impl Segment {
         Ok(fd)
     }
 
-    /// Opens an existing named object read-only and maps it read-only, for a report that
-    /// writes nothing (`inspect`): only read permission is needed, so other users' rings can
-    /// be looked at. A symbolic link (`O_NOFOLLOW`) or anything but a regular file is refused.
+    /// Opens an existing named object read-only and maps its header page read-only, for a
+    /// report that writes nothing (`inspect`): only read permission is needed, so other
+    /// users' rings can be looked at. A symbolic link (`O_NOFOLLOW`) or anything but a
+    /// regular file is refused. [`Segment::narrowed`] maps the ring once its header is
+    /// validated.
     pub(crate) fn open_read_only(name: &str) -> Result<Segment, OpenError> {
         validate_name(name)?;
         let fd = shm::open(name, shm::OFlags::RDONLY | nofollow(), Mode::empty())
             .map_err(|e| map_errno(e, name, "shm_open"))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
         check_trusted(name, &st, rustix::process::geteuid().as_raw(), true)?;
-        Self::from_fd_with(fd, crate::geometry::HEADER_SIZE, false).map(|s| s.with_name(name))
+        Self::header_with(fd, false).map(|s| s.with_name(name))
     }
 
-    /// Maps all of an object given by an fd (a named object just opened, or e.g. a memfd
-    /// received over a Unix socket or inherited across `fork`/`exec`), after checking it holds
-    /// at least `min_len` bytes.
-    pub(crate) fn from_owned_fd(fd: OwnedFd, min_len: u64) -> Result<Segment, OpenError> {
-        Self::from_fd_with(fd, min_len, true)
+    /// Maps the header page of an object given by an fd (a named object just opened, or
+    /// e.g. a memfd received over a Unix socket or inherited across `fork`/`exec`), after
+    /// checking it holds at least that page. Once the header is validated,
+    /// [`Segment::narrowed`] maps the ring it describes.
+    pub(crate) fn header(fd: OwnedFd) -> Result<Segment, OpenError> {
+        Self::header_with(fd, true)
     }
 
-    /// [`from_owned_fd`](Segment::from_owned_fd), mapped read-write or read-only.
-    fn from_fd_with(fd: OwnedFd, min_len: u64, writable: bool) -> Result<Segment, OpenError> {
-        let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
-        let len = u64::try_from(st.st_size).unwrap_or(0);
-        if len < min_len {
+    /// [`header`](Segment::header), mapped read-write or read-only.
+    fn header_with(fd: OwnedFd, writable: bool) -> Result<Segment, OpenError> {
+        let size = object_size(&fd)?;
+        if size < HEADER_SIZE {
             // Too small to be mapped as a ring. If it does not even start with the magic it
             // is not a ring at all, which is the more useful thing to say.
             let mut magic = [0u8; 8];
-            if len >= 8
+            if size >= 8
                 && rustix::io::pread(&fd, &mut magic, 0) == Ok(8)
                 && u64::from_ne_bytes(magic) != crate::geometry::MAGIC
             {
                 return Err(OpenError::NotShmring);
             }
             return Err(OpenError::TooSmall {
-                actual: len,
-                needed: min_len,
+                actual: size,
+                needed: HEADER_SIZE,
             });
         }
-        Self::map_with(fd, len, writable)
+        Self::map_with(fd, HEADER_SIZE, size, writable)
     }
 
-    fn map(fd: OwnedFd, len: u64) -> Result<Segment, OpenError> {
-        Self::map_with(fd, len, true)
+    /// The object mapped for exactly its first `len` bytes (a validated header's
+    /// `total_len`), rounded out to whole mapping units, in place of this mapping, after
+    /// checking that the object (still) holds them; the guard, if the object needs one,
+    /// covers the new mapping before anything touches it. Whatever the object's size, the
+    /// mapping is no larger than the ring. A mapping another library made is kept as it is.
+    pub(crate) fn narrowed(self, len: u64) -> Result<Segment, OpenError> {
+        let too_small = |actual| {
+            Err(OpenError::TooSmall {
+                actual,
+                needed: len,
+            })
+        };
+        if len > self.extent {
+            return too_small(self.extent);
+        }
+        #[cfg(feature = "shared_memory")]
+        if matches!(self._map, Mapping::Foreign(_)) {
+            return Ok(self);
+        }
+        let len = if mutant_maps_whole_object() {
+            self.extent
+        } else {
+            len
+        };
+        if self.memory.map_len(len)? == self.len {
+            return Ok(self);
+        }
+        let size = object_size(&self.fd)?;
+        if size < len {
+            return too_small(size);
+        }
+        let Segment {
+            guard,
+            _map: map,
+            fd,
+            writable,
+            name,
+            ..
+        } = self;
+        // The guard goes before the mapping it covers (see `sigbus`).
+        drop(guard);
+        drop(map);
+        let mut seg = Self::map_with(fd, len, size, writable)?;
+        seg.name = name;
+        Ok(seg)
     }
 
-    /// Maps the first `len` bytes of the object behind `fd`, rounded out to its mapping
-    /// unit, under the `SIGBUS` guard if its pages can be taken away.
-    fn map_with(fd: OwnedFd, len: u64, writable: bool) -> Result<Segment, OpenError> {
+    /// Maps the first `len` bytes of the object behind `fd` (of `extent` bytes), rounded out
+    /// to its mapping unit, under the `SIGBUS` guard if its pages can be taken away.
+    fn map_with(fd: OwnedFd, len: u64, extent: u64, writable: bool) -> Result<Segment, OpenError> {
         let memory = ObjectMemory::of(fd.as_fd());
         let map_len = memory.map_len(len)?;
         let mut options = MmapOptions::new();
@@ -330,7 +387,10 @@ impl Segment {
         })?;
         // SAFETY: the range is exactly the mapping just made, which the segment owns and
         // unmaps only after dropping the guard (field order), and nothing has accessed it yet.
-        unsafe { Self::guarded(Mapping::Own(map), base, len, fd, memory.can_fault) }
+        let mut seg = unsafe { Self::guarded(Mapping::Own(map), base, map_len, fd, memory) }?;
+        seg.extent = extent;
+        seg.writable = writable;
+        Ok(seg)
     }
 
     /// A segment over a mapping that another library made and keeps (`owner`), of the object
@@ -348,14 +408,15 @@ impl Segment {
         fd: OwnedFd,
         name: String,
     ) -> Result<Segment, OpenError> {
-        let can_fault = ObjectMemory::of(fd.as_fd()).can_fault;
+        let memory = ObjectMemory::of(fd.as_fd());
         // SAFETY: as this function's contract; the owner is dropped after the guard (field
         // order), so the range stays mapped while the guard covers it.
-        let seg = unsafe { Self::guarded(Mapping::Foreign(owner), base, len, fd, can_fault) }?;
+        let seg = unsafe { Self::guarded(Mapping::Foreign(owner), base, len, fd, memory) }?;
         Ok(seg.with_name(&name))
     }
 
-    /// Puts `base..base + len` under the `SIGBUS` guard if an access to it `can_fault`.
+    /// Puts `base..base + len` under the `SIGBUS` guard unless `memory` says no access to
+    /// it can fault.
     ///
     /// # Safety
     /// `base..base + len` is a mapping of `fd` that `map` keeps mapped, and nothing has
@@ -365,9 +426,9 @@ impl Segment {
         base: NonNull<u8>,
         len: u64,
         fd: OwnedFd,
-        can_fault: bool,
+        memory: ObjectMemory,
     ) -> Result<Segment, OpenError> {
-        let guard = if can_fault {
+        let guard = if memory.can_fault {
             // SAFETY: the range is mapped for as long as `map`, which the segment drops only
             // after the guard (field order); nothing accessed it yet (caller contract). The
             // rings reach it through raw pointers and atomics, and read the bytes of a message
@@ -392,6 +453,9 @@ impl Segment {
             base,
             fd,
             len,
+            extent: len,
+            writable: true,
+            memory,
             name: None,
         })
     }
@@ -404,6 +468,13 @@ impl Segment {
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Bytes of the object that a ring in this segment may span: the object's size when it
+    /// was mapped, or the length of a mapping another library made. A validated ring's
+    /// `total_len` is at most this, and [`narrowed`](Segment::narrowed) to it.
+    pub(crate) fn extent(&self) -> u64 {
+        self.extent
     }
 
     /// The same mapping, knowing the name it was opened by.
@@ -431,14 +502,10 @@ impl Segment {
     }
 }
 
-/// What keeps a segment's memory mapped.
-#[derive(Debug)]
-enum Mapping {
-    /// Our own mapping, unmapped on drop.
-    Own(#[allow(dead_code)] MmapRaw),
-    /// A mapping another library made (a `shared_memory::Shmem`), unmapped by it on drop.
-    #[cfg(feature = "shared_memory")]
-    Foreign(#[allow(dead_code)] super::foreign::Owner),
+/// The size of the object behind `fd` (`fstat`).
+fn object_size(fd: &OwnedFd) -> Result<u64, OpenError> {
+    let st = rustix::fs::fstat(fd).map_err(|e| io_err("fstat", e))?;
+    Ok(u64::try_from(st.st_size).unwrap_or(0))
 }
 
 /// `statfs` magic of hugetlbfs (`HUGETLBFS_MAGIC`).
@@ -531,6 +598,21 @@ fn mutant_trusts_every_seal() -> bool {
     cfg!(shmring_mutant = "seal_means_unguarded")
 }
 
+/// The switch of the mutant check that shows openers must map the ring, not the object.
+fn mutant_maps_whole_object() -> bool {
+    cfg!(shmring_mutant = "map_whole_object")
+}
+
+/// What keeps a segment's memory mapped.
+#[derive(Debug)]
+enum Mapping {
+    /// Our own mapping, unmapped on drop.
+    Own(#[allow(dead_code)] MmapRaw),
+    /// A mapping another library made (a `shared_memory::Shmem`), unmapped by it on drop.
+    #[cfg(feature = "shared_memory")]
+    Foreign(#[allow(dead_code)] super::foreign::Owner),
+}
+
 struct UnlinkOnError<'a>(&'a str);
 
 impl Drop for UnlinkOnError<'_> {
@@ -584,7 +666,7 @@ mod tests {
             unit: 2 << 20,
             can_fault: true,
         };
-        assert_eq!(huge.map_len(4096).unwrap(), 2 << 20);
+        assert_eq!(huge.map_len(HEADER_SIZE).unwrap(), 2 << 20);
         assert_eq!(huge.map_len((2 << 20) + 1).unwrap(), 4 << 20);
         assert!(huge.map_len(u64::MAX - 1).is_err());
     }
