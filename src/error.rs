@@ -35,9 +35,10 @@ impl Corruption {
     }
 
     /// Whether the ring's shared-memory object was truncated (shrunk by a process that could
-    /// open it) under this process's mapping. The process survived it (the mapping reads zeros
-    /// from then on) and the handle that reports it does not use the ring again; `found` is
-    /// the object's size in bytes when it was noticed.
+    /// open it) under this process's mapping, or lost pages to a hole punched in it (which
+    /// only a hugetlbfs object cannot refill). The process survived it (the mapping reads
+    /// zeros from then on) and the handle that reports it does not use the ring again;
+    /// `found` is the object's size in bytes when it was noticed.
     ///
     /// ```
     /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
@@ -415,9 +416,10 @@ pub enum OpenError {
         reason: String,
     },
     /// Every entry of this process's `SIGBUS` guard table is in use, so the object could not
-    /// be mapped safely. A named object (or any object that is not a memfd sealed against
-    /// shrinking) is only ever mapped under a guard that survives its truncation by a peer;
-    /// each mapped ring takes one entry until its last handle is dropped.
+    /// be mapped safely. A named object, or any object whose pages a peer can take away
+    /// (anything but a tmpfs memfd sealed against shrinking: a hugetlbfs memfd loses pages to
+    /// a punched hole whatever its seals), is only ever mapped under a guard that survives
+    /// the loss; each mapped ring takes one entry until its last handle is dropped.
     #[error("all {limit} SIGBUS guard entries of this process are in use: too many rings mapped")]
     TooManyMappings {
         /// Entries in the guard table.

@@ -62,6 +62,10 @@
 //!   dropped with the last handle of this process (MPMC clones share it); dropping the
 //!   owner's `Shmem` unmaps it and removes the object's name, as `shared_memory` always does.
 //!   Other processes keep their mappings.
+//! - **The mapping is `shared_memory`'s.** `ShmemConf::open` maps the whole object, as large
+//!   as it is by then: a peer that grows the object (sparsely, at no cost to itself) makes
+//!   every later opener map all of it, before shmring is handed the `Shmem`. A ring opened by
+//!   name or descriptor maps only the ring its header describes, whatever the object's size.
 //!
 //! [`OpenError::TooSmall`]: crate::OpenError::TooSmall
 //! [`OpenError::AlreadyExists`]: crate::OpenError::AlreadyExists

@@ -135,8 +135,8 @@ impl fmt::Display for EndpointState {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
-    let seg = Segment::open_read_only(name)?;
-    let g = validate_any(&seg)?;
+    let (seg, g) = validated_any(Segment::open_read_only(name)?)?;
+    let g = g?;
     let h = Header::of(&seg);
     let kind = match g.kind {
         Kind::Mpmc => RingKind::Mpmc,
@@ -180,7 +180,7 @@ pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
         capacity: g.capacity,
         slot_size: g.slot_size,
         max_message: g.max_message,
-        object_len: seg.len(),
+        object_len: u64::try_from(st.st_size).unwrap_or(0),
         registry_len: g.endpoint_count,
         endpoints,
         uid: st.st_uid,
@@ -191,11 +191,24 @@ pub fn inspect(name: &str) -> Result<RingInfo, OpenError> {
     })
 }
 
+/// Validates the header page `seg` maps with [`validate_any`] and, if it holds a ring, maps
+/// exactly the ring it describes (whatever the object's size) in its place. The error of a
+/// header that is not a valid ring comes back with the header page still mapped (stale
+/// rings are judged on it); failing to map the ring is the error of the call.
+pub(super) fn validated_any(
+    seg: Segment,
+) -> Result<(Segment, Result<Geometry, OpenError>), OpenError> {
+    match validate_any(&seg) {
+        Ok(g) => Ok((seg.narrowed(g.total_len)?, Ok(g))),
+        Err(e) => Ok((seg, Err(e))),
+    }
+}
+
 /// Validates a mapped object with the rules of the kind its header names. The kind word is
 /// read before validation only to pick the rules to try first (the header may still be
 /// being written): whichever rules the validated header then refuses with `WrongKind`, the
 /// other kind's are tried (an unknown kind is refused by both).
-pub(super) fn validate_any(seg: &Segment) -> Result<Geometry, OpenError> {
+fn validate_any(seg: &Segment) -> Result<Geometry, OpenError> {
     let busy = || creator_busy(seg);
     if Header::of(seg).raw_kind() == Some(Kind::Mpmc) {
         match Header::validate::<MpmcRules>(seg, busy) {

@@ -178,7 +178,9 @@ impl Header {
         self.state.store(STATE_POISONED, Ordering::Relaxed);
     }
 
-    /// Validates a mapped segment as a ring of kind `R` and returns its geometry.
+    /// Validates a mapped segment (at least its header page) as a ring of kind `R` and
+    /// returns its geometry, whose `total_len` the object holds
+    /// ([`Segment::extent`]).
     /// `creator_busy` says whether a header still all zeros may yet be written by its creator
     /// (worth waiting for) or belongs to a stray object (`NotShmring` at once).
     pub(crate) fn validate<R: KindRules>(
@@ -266,9 +268,10 @@ impl Header {
                 stored.total_len,
             )));
         }
-        if expected.total_len > seg.len() {
+        // Checked against the object (the mapping may hold only the header page so far).
+        if expected.total_len > seg.extent() {
             return Err(OpenError::TooSmall {
-                actual: seg.len(),
+                actual: seg.extent(),
                 needed: expected.total_len,
             });
         }

@@ -38,7 +38,8 @@ impl Mapped {
 
     /// The data region.
     pub(crate) fn region(&self) -> Region {
-        // SAFETY: `data_offset + data_len <= total_len <= len` (validated), the mapping lives
+        // SAFETY: `data_offset + data_len <= total_len <= len` (validated, and the mapping
+        // narrowed to `total_len` or made for it), the mapping lives
         // as long as the storage every ring handle keeps, and the data offset is page aligned.
         unsafe { Region::new(self.data(), self.geometry.data_len as usize) }
     }
@@ -217,10 +218,12 @@ pub(crate) fn open_with<R: KindRules, H>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FdTrust {
     /// Only a memfd sealed against shrinking: nobody can truncate it under us, whatever
-    /// other descriptors of it exist (`from_fd`).
+    /// other descriptors of it exist (`from_fd`). A hugetlbfs one can still lose pages to a
+    /// punched hole, and is mapped under the `SIGBUS` guard.
     SealedMemfd,
-    /// Any descriptor the caller vouches for (`from_fd_unchecked`). One that can be shrunk
-    /// is mapped under the `SIGBUS` guard, as a named object is.
+    /// Any descriptor the caller vouches for (`from_fd_unchecked`). One whose pages can be
+    /// taken away (it can be shrunk, or it is on hugetlbfs) is mapped under the `SIGBUS`
+    /// guard, as a named object is.
     Caller,
 }
 
@@ -230,7 +233,7 @@ pub(crate) fn open_fd<R: KindRules>(fd: OwnedFd, trust: FdTrust) -> Result<Mappe
     if trust == FdTrust::SealedMemfd {
         check_sealed_memfd(&fd)?;
     }
-    validated::<R>(Segment::from_owned_fd(fd, HEADER_SIZE)?)
+    validated::<R>(Segment::header(fd)?)
 }
 
 /// Refuses a descriptor that is not a memfd sealed against shrinking: anyone holding another
@@ -266,10 +269,13 @@ pub(crate) fn open_segment<R: KindRules>(seg: Segment) -> Result<Mapped, OpenErr
     validated::<R>(seg)
 }
 
+/// Validates the header of `seg` (the header page of an object, or a foreign mapping) as a
+/// ring of kind `R`, then maps exactly the ring it describes: the object's size only has to
+/// hold it, and may be far larger.
 fn validated<R: KindRules>(seg: Segment) -> Result<Mapped, OpenError> {
     let geometry = Header::validate::<R>(&seg, || creator_busy(&seg))?;
     Ok(Mapped {
-        seg: Arc::new(seg),
+        seg: Arc::new(seg.narrowed(geometry.total_len)?),
         geometry,
     })
 }
@@ -311,7 +317,7 @@ fn open_sized(name: &str, allow_other_users: bool) -> Result<Segment, OpenError>
             .map_err(|e| segment::io_err("fstat", e))?
             .st_size;
         if len != 0 {
-            return Segment::from_owned_fd(fd, HEADER_SIZE).map(|seg| seg.with_name(name));
+            return Segment::header(fd).map(|seg| seg.with_name(name));
         }
         // Size 0 and no creation lock: a creator between `shm_open` and taking the lock (a
         // few system calls), or none at all. Look again for a short grace, then answer (the

@@ -26,12 +26,12 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
 use super::census::View;
-use super::inspect::validate_any;
+use super::inspect::validated_any;
 use super::layout::{EP_FREE, Header};
 use super::lock::{self, CREATION_BYTE, LockKind, endpoint_byte};
 use super::segment::{self, Segment};
 use crate::error::OpenError;
-use crate::geometry::{Geometry, HEADER_SIZE, Kind, MAGIC, MAX_ENDPOINTS};
+use crate::geometry::{Geometry, Kind, MAGIC, MAX_ENDPOINTS};
 
 /// The SPSC consumer's entry in the endpoint table (the producer's is 0).
 const SPSC_CONSUMER_SLOT: usize = 1;
@@ -120,7 +120,7 @@ pub fn is_stale(name: &str) -> Result<bool, OpenError> {
         // In use, or being created: not stale, without waiting for a creator.
         return check_magic(&seg).map(|()| false);
     }
-    let validated = validate_any(&seg);
+    let (seg, validated) = validated_any(seg)?;
     judge(&seg, validated)
 }
 
@@ -162,8 +162,7 @@ pub fn unlink_if_stale(name: &str) -> Result<bool, OpenError> {
     }
     // Every lock is ours (probes through this description do not see them), so no endpoint
     // of the ring is alive and none can attach until we let go.
-    let seg = Segment::from_owned_fd(fd, HEADER_SIZE)?.with_name(name);
-    let validated = validate_any(&seg);
+    let (seg, validated) = validated_any(Segment::header(fd)?.with_name(name))?;
     if !by_header(&seg, validated)? {
         return Ok(false);
     }
