@@ -14,6 +14,7 @@ mod endpoints;
 mod foreign;
 mod inspect;
 mod layout;
+mod local;
 mod lock;
 mod open;
 mod peer;
@@ -23,6 +24,7 @@ mod stale;
 
 pub use census::Traffic;
 pub use inspect::{EndpointInfo, EndpointState, RingInfo, RingKind, inspect};
+pub(crate) use local::{LocalEnds, ends_of};
 pub(crate) use open::{FdTrust, Mapped, Place, create, open_fd, open_with};
 pub use segment::{MAX_NAME_LEN, unlink, validate_name};
 pub use stale::{is_stale, unlink_if_stale};

@@ -44,6 +44,14 @@ impl Mapped {
         unsafe { Region::new(self.data(), self.geometry.data_len as usize) }
     }
 
+    /// The record of this ring's ends in this process (see [`LocalEnds`](super::LocalEnds)).
+    pub(crate) fn local_ends(&self) -> Result<Arc<super::LocalEnds>, OpenError> {
+        super::ends_of(self.seg.fd()).map_err(|source| OpenError::Io {
+            context: "fstat of the ring's object",
+            source,
+        })
+    }
+
     /// The owner that keeps the mapping alive, for the ring handles.
     pub(crate) fn storage(&self) -> Storage {
         Storage::new(Arc::new(Shared(self.seg.clone())))

@@ -292,6 +292,17 @@ impl Consumer {
         if len > self.ring.max_message || rec > cap - pos {
             return Err(self.corrupt(Corruption::new("record length out of range", len)));
         }
+        // A producer of this process says itself how far it published: a forged header
+        // must not lend out bytes it may be writing (see `shm::LocalEnds`).
+        if let Some(published) = self.ring.local.as_ref().and_then(|l| l.producer.get()) {
+            let ahead = published.wrapping_sub(self.head);
+            if ahead > cap || skip + rec > ahead {
+                return Err(self.corrupt(Corruption::new(
+                    "record beyond what the producer of this process published",
+                    word,
+                )));
+            }
+        }
         Ok(Some(Peeked {
             off: pos + RECORD_HEADER + gap,
             len,
@@ -372,6 +383,10 @@ impl Consumer {
     pub(super) fn store_head(&mut self) {
         let ctrl = self.ring.ctrl();
         self.released = self.head;
+        // Our own record first, for a producer of this process (see `shm::LocalEnds`).
+        if let Some(local) = &self.ring.local {
+            local.consumer.advance(self.head);
+        }
         // SYNC POINT: Release pairs with the producer's Acquire load of `head` in
         // `Producer::try_claim`: we are done reading before the space is reused.
         ctrl.consumer.head.store(self.head, Ordering::Release);
@@ -601,6 +616,7 @@ impl Consumer {
         let w = &self.ring.ctrl().wait;
         w.consumer_closed.store(1, Ordering::Release);
         w.writable.notify_closed(&self.ring.storage);
+        self.ring.leave_locally(CONSUMER_SLOT);
         self.ring.storage.detach(CONSUMER_SLOT);
         self.ep.end_presence();
     }

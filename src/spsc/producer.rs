@@ -397,15 +397,36 @@ impl Producer {
         // Less than a quarter of the ring left after this claim: from here on, room the
         // consumer keeps back (it stores `head` lazily) matters; see `want_room`.
         let tight = |used: u64| need + cap / 4 > cap - used;
-        let cached = self.tail.wrapping_sub(self.head_cache);
+        let cached = self.local_used(self.tail.wrapping_sub(self.head_cache))?;
         if fresh || !fits(cached) || (!self.wants_room && tight(cached)) {
             let used = self.reload_head()?;
+            let used = self.local_used(used)?;
+            // Never cache more room than a consumer of this process really released.
+            self.head_cache = self.tail.wrapping_sub(used);
             self.want_room(tight(used));
             if !fits(used) {
                 return Err(NoSpace::Full);
             }
         }
         Ok(Claim { pad, at, len, gap })
+    }
+
+    /// `used` (bytes in use as shared memory says), or more if the consumer lives in this
+    /// process and has really released less: a forged `head` must not let us write over a
+    /// message it has lent out (see `shm::LocalEnds`). One load when it does not.
+    #[inline]
+    fn local_used(&mut self, used: u64) -> Result<u64, NoSpace> {
+        let Some(released) = self.ring.local.as_ref().and_then(|l| l.consumer.get()) else {
+            return Ok(used);
+        };
+        let mine = self.tail.wrapping_sub(released);
+        if mine > self.ring.capacity {
+            return Err(NoSpace::Corrupted(self.corrupt(Corruption::new(
+                "consumer of this process out of step with the producer",
+                released,
+            ))));
+        }
+        Ok(used.max(mine))
     }
 
     /// Loads the consumer's `head` into our cache, checks it, and returns the bytes in use.
@@ -657,6 +678,11 @@ impl Producer {
         // `Consumer::peek`: the records behind it (headers, payloads, the terminator) are
         // written before it is seen ready.
         let order = weaken(cfg!(shmring_mutant = "relaxed_ready"), Ordering::Release);
+        // Our own record of what is published first, for a consumer of this process (see
+        // `shm::LocalEnds`): one that sees the header sees this too.
+        if let Some(local) = &self.ring.local {
+            local.producer.advance(self.tail);
+        }
         // SAFETY: `pos` is the aligned position of the first unpublished record, in space
         // this producer claimed.
         unsafe { self.ring.region.store_word(pos, self.first_header, order) };
@@ -796,6 +822,7 @@ impl Producer {
         let order = weaken(cfg!(shmring_mutant = "relaxed_close"), Ordering::Release);
         w.producer_closed.store(1, order);
         w.readable.notify_closed(&self.ring.storage);
+        self.ring.leave_locally(PRODUCER_SLOT);
         self.ring.storage.detach(PRODUCER_SLOT);
         self.ep.end_presence();
     }

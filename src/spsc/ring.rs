@@ -2,12 +2,13 @@
 //! ring that both handles hold; how a ring is built on the heap or in shared memory.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::config::SpscConfig as Config;
 use crate::endpoint::EndpointState;
 use crate::error::{Corruption, OpenError};
 use crate::geometry::{Geometry, RECORD_HEADER, SPSC_CONTROL_SIZE, SpscRules};
-use crate::shm::{self, Mapped};
+use crate::shm::{self, LocalEnds, Mapped};
 use crate::storage::{Presence, Storage};
 use crate::sync::heap::HeapRing;
 use crate::sync::region::Region;
@@ -169,6 +170,9 @@ pub(super) struct Ring {
     /// message leaves room for it: see [`Ring::aligns`]).
     pub(super) aligned: bool,
     pub(super) storage: Storage,
+    /// The ends of this ring in this process (shared rings), whose own indices bound what a
+    /// handle takes from shared memory (see `shm::LocalEnds`).
+    pub(super) local: Option<Arc<LocalEnds>>,
 }
 
 impl Ring {
@@ -203,6 +207,7 @@ impl Ring {
             max_message,
             aligned: Ring::aligns(capacity, max_message),
             storage,
+            local: None,
         };
         Ok((ring(parts.storage.clone()), ring(parts.storage.clone())))
     }
@@ -217,7 +222,11 @@ impl Ring {
         let g = Ring::geometry(config)?;
         // The control block of a fresh object is all zeros, its initial state.
         let (mapped, presence) = shm::create::<SpscRules>(place, &g, config.mode, creator, |_| {})?;
-        Ok((Ring::in_shm(&mapped), presence))
+        let ring = Ring::in_shm(&mapped)?;
+        if let Some((slot, _)) = creator {
+            ring.join_locally(slot, "endpoint")?;
+        }
+        Ok((ring, presence))
     }
 
     /// The shared-memory layout of a ring made as `config` says.
@@ -227,16 +236,55 @@ impl Ring {
             .map_err(|c| OpenError::InvalidConfig(c.to_string()))
     }
 
-    fn in_shm(m: &Mapped) -> Ring {
+    fn in_shm(m: &Mapped) -> Result<Ring, OpenError> {
         let capacity = m.geometry.capacity;
         let max_message = u64::from(m.geometry.max_message);
-        Ring {
+        let storage = m.storage();
+        // Mutant switch: ends of one process that do not tell each other their progress.
+        let local = if cfg!(shmring_mutant = "no_local_ends") {
+            None
+        } else {
+            Some(m.local_ends()?)
+        };
+        Ok(Ring {
             ctrl: m.control(),
             region: m.region(),
             capacity,
             max_message,
             aligned: Ring::aligns(capacity, max_message),
-            storage: m.storage(),
+            storage,
+            local,
+        })
+    }
+
+    /// Records in this process's table of local ends that the end in `slot` is here, at the
+    /// index shared memory gives it now (the handle records its own as it moves). Refuses a
+    /// second end of one role in this process, which only a forged endpoint table lets in.
+    fn join_locally(&self, slot: usize, what: &'static str) -> Result<(), OpenError> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let c = self.ctrl();
+        let joined = if slot == PRODUCER_SLOT {
+            local.producer.join(c.producer.tail.load(Ordering::Acquire))
+        } else {
+            local.consumer.join(c.consumer.head.load(Ordering::Acquire))
+        };
+        if joined {
+            Ok(())
+        } else {
+            Err(OpenError::EndpointTaken(what))
+        }
+    }
+
+    /// The end in `slot` leaves this process's table of local ends.
+    pub(super) fn leave_locally(&self, slot: usize) {
+        if let Some(local) = &self.local {
+            if slot == PRODUCER_SLOT {
+                local.producer.leave();
+            } else {
+                local.consumer.leave();
+            }
         }
     }
 
@@ -262,13 +310,14 @@ impl Ring {
                 u64::from(m.geometry.endpoint_count),
             )));
         }
-        let ring = Ring::in_shm(&m);
+        let ring = Ring::in_shm(&m)?;
         let registry = ring.storage.registry().ok_or(OpenError::Incompatible(
             "a shared ring without an endpoint table",
         ))?;
         let presence = registry
             .attach(slot, role)
             .map_err(|refused| refused.into_open_error(what))?;
+        ring.join_locally(slot, what)?;
         Ok((ring, presence))
     }
 }
