@@ -5,8 +5,8 @@
 //! on its inherited copy of the descriptor, receives and checks every message, and exits
 //! with its verdict. The parent sends the messages and collects the child's exit status.
 //!
-//! The child must not use the producer handle it inherited (it is the parent's endpoint);
-//! dropping it there closes nothing.
+//! The producer handle the child inherited is the parent's endpoint: there, its calls fail
+//! (`Corruption::is_inherited`) and dropping it closes nothing.
 //!
 //! ```text
 //! cargo run --release --example fork_anonymous

@@ -14,8 +14,11 @@ use std::io;
 
 /// What was found wrong in memory that a peer can write. A ring that reports this is not used
 /// further by the handle that saw it: no read or write ever goes outside the mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{what} (found {found})")]
+///
+/// Also what a handle inherited by a forked child reports on every call that would move data
+/// ([`is_inherited`](Corruption::is_inherited)): the ring is sound, but the handle is not an
+/// endpoint of this process and does not touch the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Corruption {
     /// What invariant was broken.
     pub what: &'static str,
@@ -55,9 +58,81 @@ impl Corruption {
     pub fn is_truncation(&self) -> bool {
         self.what == TRUNCATED
     }
+
+    /// What a handle inherited across `fork` reports in the child, `owner` being the pid of
+    /// the process whose endpoint it is.
+    pub(crate) const fn inherited(owner: u32) -> Self {
+        Corruption::new(INHERITED, owner as u64)
+    }
+
+    /// Whether the handle that reports this is a copy inherited across `fork`: this process
+    /// is a child of the process that made the handle, whose endpoint it is and which may
+    /// still be using it. Nothing is wrong with the ring, and the copy leaves it alone: every
+    /// call that would move data fails (sending, reserving, committing, receiving, draining,
+    /// iterating, `try_clone`), and nothing it does writes to the ring, so the parent's
+    /// messages are neither lost nor overwritten: a message or grant it held at the fork
+    /// stays the parent's (dropping it releases or abandons nothing, committing it fails
+    /// with [`CommitError::Corrupted`]), and its `is_disconnected` only reads the ring's
+    /// closed flags (it never looks for dead peers, whose clean-up writes to the ring).
+    /// Dropping the copy only unmaps the ring. `found` is the pid of the process that made
+    /// the handle.
+    ///
+    /// The child is told apart by a `pthread_atfork` handler: a child made by a raw `clone`
+    /// system call rather than the C library's `fork` is not.
+    ///
+    /// A child that needs the ring attaches its own endpoint: by name (`open`), or from a
+    /// descriptor (`from_fd`) it inherited or was sent.
+    ///
+    /// ```no_run
+    /// let (mut tx, fd) = shmring::spsc::Producer::create_anonymous(shmring::spsc::Config::default())?;
+    /// // SAFETY: this program has one thread here.
+    /// if unsafe { libc::fork() } == 0 {
+    ///     // The child: `tx` is the parent's producer.
+    ///     match tx.try_send(b"from the child") {
+    ///         Err(shmring::TrySendError::Corrupted { what, .. }) if what.is_inherited() => {}
+    ///         other => panic!("{other:?}"),
+    ///     }
+    ///     let rx = shmring::spsc::Consumer::from_fd(fd)?; // the child's own endpoint
+    ///     # drop(rx);
+    ///     # unsafe { libc::_exit(0) };
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_inherited(&self) -> bool {
+        self.what == INHERITED
+    }
 }
 
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_inherited() {
+            write!(f, "{} (pid {})", self.what, self.found)
+        } else {
+            write!(f, "{} (found {})", self.what, self.found)
+        }
+    }
+}
+
+impl std::error::Error for Corruption {}
+
 const TRUNCATED: &str = "shared-memory object truncated under the mapping; bytes left";
+
+const INHERITED: &str =
+    "this handle was inherited across fork(); the endpoint belongs to the parent process";
+
+/// How the `Corrupted` variants of the errors print their [`Corruption`]: "ring corrupted:"
+/// and what was found, except for an inherited handle, whose ring is sound.
+struct Headline<'a>(&'a Corruption);
+
+impl fmt::Display for Headline<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_inherited() {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "ring corrupted: {}", self.0)
+        }
+    }
+}
 
 macro_rules! debug_without_payload {
     ($ty:ident { $($variant:ident $(($($field:ident),*))? $({ $($named:ident),* })?),* $(,)? }) => {
@@ -92,8 +167,9 @@ pub enum SendError<T = ()> {
         /// The ring's largest message.
         max: usize,
     },
-    /// The ring's shared state is corrupted.
-    #[error("ring corrupted: {what}")]
+    /// The ring's shared state is corrupted, or this handle is a copy inherited across
+    /// `fork` ([`Corruption::is_inherited`]); the handle is not usable.
+    #[error("{}", Headline(what))]
     Corrupted {
         /// The refused message.
         msg: T,
@@ -122,8 +198,9 @@ pub enum TrySendError<T = ()> {
         /// The ring's largest message.
         max: usize,
     },
-    /// The ring's shared state is corrupted.
-    #[error("ring corrupted: {what}")]
+    /// The ring's shared state is corrupted, or this handle is a copy inherited across
+    /// `fork` ([`Corruption::is_inherited`]); the handle is not usable.
+    #[error("{}", Headline(what))]
     Corrupted {
         /// The refused message.
         msg: T,
@@ -152,8 +229,9 @@ pub enum SendTimeoutError<T = ()> {
         /// The ring's largest message.
         max: usize,
     },
-    /// The ring's shared state is corrupted.
-    #[error("ring corrupted: {what}")]
+    /// The ring's shared state is corrupted, or this handle is a copy inherited across
+    /// `fork` ([`Corruption::is_inherited`]); the handle is not usable.
+    #[error("{}", Headline(what))]
     Corrupted {
         /// The refused message.
         msg: T,
@@ -232,8 +310,9 @@ pub enum RecvError {
     /// stream.
     #[error("receiving on a ring whose sending side is gone and which is empty")]
     Disconnected,
-    /// The ring's shared state is corrupted.
-    #[error("ring corrupted: {0}")]
+    /// The ring's shared state is corrupted, or this handle is a copy inherited across
+    /// `fork` ([`Corruption::is_inherited`]); the handle is not usable.
+    #[error("{}", Headline(.0))]
     Corrupted(Corruption),
 }
 
@@ -246,8 +325,9 @@ pub enum TryRecvError {
     /// End of stream.
     #[error("receiving on a ring whose sending side is gone and which is empty")]
     Disconnected,
-    /// The ring's shared state is corrupted.
-    #[error("ring corrupted: {0}")]
+    /// The ring's shared state is corrupted, or this handle is a copy inherited across
+    /// `fork` ([`Corruption::is_inherited`]); the handle is not usable.
+    #[error("{}", Headline(.0))]
     Corrupted(Corruption),
 }
 
@@ -260,8 +340,9 @@ pub enum RecvTimeoutError {
     /// End of stream.
     #[error("receiving on a ring whose sending side is gone and which is empty")]
     Disconnected,
-    /// The ring's shared state is corrupted.
-    #[error("ring corrupted: {0}")]
+    /// The ring's shared state is corrupted, or this handle is a copy inherited across
+    /// `fork` ([`Corruption::is_inherited`]); the handle is not usable.
+    #[error("{}", Headline(.0))]
     Corrupted(Corruption),
 }
 
@@ -309,6 +390,11 @@ pub enum CommitError {
     /// The receiving side is gone; the message was not published.
     #[error("receiving side is gone")]
     Disconnected,
+    /// The grant was inherited across `fork` with its handle
+    /// ([`Corruption::is_inherited`]): the room is the parent's, which may still commit it,
+    /// so nothing was published and the room was left alone.
+    #[error("{}", Headline(.0))]
+    Corrupted(Corruption),
 }
 
 /// Error of creating or opening a ring. Each case names what is wrong.
@@ -386,8 +472,9 @@ pub enum OpenError {
     #[error("ring was marked poisoned")]
     Poisoned,
     /// Attaching found a word of the ring's shared state that no sound ring holds (a peer
-    /// wrote it); nothing was attached.
-    #[error("ring corrupted: {0}")]
+    /// wrote it); nothing was attached. Also what `try_clone` of a handle inherited across
+    /// `fork` reports in the child ([`Corruption::is_inherited`]).
+    #[error("{}", Headline(.0))]
     Corrupted(Corruption),
     /// The endpoint asked for (producer or consumer of an SPSC ring) is already attached.
     #[error("the ring's {0} is already attached")]

@@ -28,8 +28,9 @@
 //! again, and works once instances are free.
 //!
 //! A child made by `fork` (without `exec`) does not have the thread: async handles made
-//! there would never be woken once parked. Make them before forking only if the child does
-//! not use them, or after `exec`.
+//! there would never be woken once parked, so make them after `exec`. Async handles made
+//! before the fork are inherited copies in the child, whose calls fail at once
+//! ([`Corruption::is_inherited`](crate::Corruption::is_inherited)).
 
 use std::collections::HashMap;
 use std::io;

@@ -121,7 +121,9 @@ impl Grant<'_> {
     /// # Errors
     /// [`CommitError::TooLong`] if `len` exceeds the grant, [`CommitError::Disconnected`] if
     /// every receiver went away meanwhile. Nothing is published in either case (the slot is
-    /// skipped).
+    /// skipped). [`CommitError::Corrupted`] in a forked child that inherited the grant
+    /// ([`Corruption::is_inherited`](crate::Corruption::is_inherited)): nothing is published
+    /// and the slot is left to the parent, which may still commit it.
     ///
     /// ```
     /// let (mut tx, mut rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
@@ -133,6 +135,9 @@ impl Grant<'_> {
     /// ```
     pub fn commit(mut self, len: usize) -> Result<(), CommitError> {
         self.done = true;
+        if self.sender.h.ep.inherited() {
+            return Err(CommitError::Corrupted(self.sender.h.ep.inherited_error()));
+        }
         let granted = self.buf.len();
         if len > granted {
             self.sender.abandon(self.pos);
@@ -175,7 +180,8 @@ impl DerefMut for Grant<'_> {
 
 impl Drop for Grant<'_> {
     fn drop(&mut self) {
-        if !self.done {
+        // An inherited grant's slot is the parent's, which may still commit it.
+        if !self.done && !self.sender.h.ep.inherited() {
             self.sender.abandon(self.pos);
         }
     }

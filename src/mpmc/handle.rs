@@ -91,8 +91,13 @@ impl Handle {
         }
     }
 
-    /// A new endpoint of the same side of the same ring.
+    /// A new endpoint of the same side of the same ring. Refused for a copy inherited by a
+    /// forked child: the mapping's record of lent slots is the parent's (it could refuse
+    /// the clone's claims and poison the ring); the child attaches by name or descriptor.
     pub(super) fn try_clone(&self) -> Result<Handle, crate::OpenError> {
+        if self.ep.inherited() {
+            return Err(OpenError::Corrupted(self.ep.inherited_error()));
+        }
         if self.entry.is_some() {
             return attach(self.ring.clone(), self.role, self.ep.strategy);
         }

@@ -213,7 +213,12 @@ impl Drop for Message<'_> {
         r.h.ring
             .region
             .track_read(r.h.ring.payload(self.pos), self.data.len());
-        r.release(self.pos);
+        // A message inherited by a forked child is still the parent's, which reads it and
+        // releases it itself: releasing it here would let a sender overwrite it under the
+        // parent.
+        if !r.h.ep.inherited() {
+            r.release(self.pos);
+        }
     }
 }
 

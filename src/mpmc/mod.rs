@@ -78,7 +78,10 @@
 //! a dead endpoint, and only that counts as death: no pid is consulted, so peers in other pid
 //! namespaces and processes whose main thread exited are alive as long as they hold their
 //! locks. A forked child that inherits a handle shares its lock (the endpoint stays alive
-//! while either process lives); an `exec` drops the child's share.
+//! while either process lives); an `exec` drops the child's share. The inherited copy is
+//! not an endpoint of the child: its calls fail there
+//! ([`Corruption::is_inherited`](crate::Corruption::is_inherited)), messages and grants it
+//! held at the fork stay the parent's, and dropping it only unmaps the ring.
 //! [`Sender::is_disconnected`] and [`Receiver::is_disconnected`] look at the other side's
 //! processes too (rate limited per handle), so a handle that never blocks also learns that
 //! its peers died.

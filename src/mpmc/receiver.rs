@@ -67,7 +67,8 @@ impl Receiver {
     ///
     /// # Errors
     /// [`OpenError::RegistryFull`](crate::OpenError::RegistryFull) when every registry
-    /// entry is taken by a live endpoint.
+    /// entry is taken by a live endpoint; `OpenError::Corrupted` for a handle inherited
+    /// across `fork` ([`Corruption::is_inherited`](crate::Corruption::is_inherited)).
     ///
     /// ```
     /// let (mut tx, rx) = shmring::mpmc::channel(&shmring::mpmc::Config::default())?;
@@ -333,7 +334,7 @@ impl Receiver {
     /// races, corruption) and clears or rewrites the claim record this may leave behind.
     #[inline(always)]
     pub(super) fn take_fast(&mut self) -> Option<Taken> {
-        if self.h.ep.broken.is_some() {
+        if self.h.ep.stopped() {
             return None;
         }
         let ring = &self.h.ring;
@@ -391,7 +392,7 @@ impl Receiver {
     /// Tries to claim the message at `head`, without waiting. `Again` after [`RETRY_BUDGET`]
     /// rounds, each of which found `head` moved under it or released a skipped position.
     pub(super) fn try_take(&mut self) -> Result<Taken, NoSlot> {
-        if let Some(c) = self.h.ep.broken {
+        if let Some(c) = self.h.ep.fault() {
             return Err(NoSlot::Corrupted(c));
         }
         let cap = self.h.ring.slots;

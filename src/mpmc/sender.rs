@@ -62,7 +62,8 @@ impl Sender {
     ///
     /// # Errors
     /// [`OpenError::RegistryFull`](crate::OpenError::RegistryFull) when every registry
-    /// entry is taken by a live endpoint.
+    /// entry is taken by a live endpoint; `OpenError::Corrupted` for a handle inherited
+    /// across `fork` ([`Corruption::is_inherited`](crate::Corruption::is_inherited)).
     ///
     /// ```
     /// use shmring::{mpmc, OpenError};
@@ -352,7 +353,7 @@ impl Sender {
     /// and clears or rewrites the claim record this may leave behind.
     #[inline(always)]
     pub(super) fn claim_fast(&mut self) -> Option<u64> {
-        if self.h.ep.broken.is_some() || self.h.peers_closed() {
+        if self.h.ep.stopped() || self.h.peers_closed() {
             return None;
         }
         let ring = &self.h.ring;
@@ -378,7 +379,7 @@ impl Sender {
     /// Tries to claim the slot at `tail`, without waiting. Returns the claimed position, or
     /// `Again` after [`RETRY_BUDGET`] rounds that each found `tail` moved under it.
     pub(super) fn try_claim(&mut self) -> Result<u64, NoSlot> {
-        if let Some(c) = self.h.ep.broken {
+        if let Some(c) = self.h.ep.fault() {
             return Err(NoSlot::Corrupted(c));
         }
         if self.h.peers_closed() {

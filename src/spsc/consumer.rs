@@ -255,7 +255,7 @@ impl Consumer {
     /// handshake: the producer's `tail` line never moves for it.
     #[inline]
     pub(super) fn peek(&mut self) -> Result<Option<Peeked>, Corruption> {
-        if let Some(c) = self.ep.broken {
+        if let Some(c) = self.ep.fault() {
             return Err(c);
         }
         let cap = self.ring.capacity;
@@ -378,9 +378,14 @@ impl Consumer {
             && self.ring.ctrl().wait.room_wanted.load(Ordering::Relaxed) != 0
     }
 
-    /// Publishes our `head` to the producer and wakes it if it sleeps.
+    /// Publishes our `head` to the producer and wakes it if it sleeps. Not from a copy
+    /// inherited by a forked child (a message it held at the fork, or a `drain` whose
+    /// callback forked): the parent still reads that space and releases it itself.
     #[inline]
     pub(super) fn store_head(&mut self) {
+        if self.ep.inherited() {
+            return;
+        }
         let ctrl = self.ring.ctrl();
         self.released = self.head;
         // Our own record first, for a producer of this process (see `shm::LocalEnds`).

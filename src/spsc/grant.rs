@@ -129,7 +129,9 @@ impl Grant<'_> {
     ///
     /// # Errors
     /// [`CommitError::TooLong`] if `len` exceeds the grant, [`CommitError::Disconnected`] if
-    /// the consumer went away meanwhile (nothing is published in either case).
+    /// the consumer went away meanwhile, [`CommitError::Corrupted`] in a forked child that
+    /// inherited the grant ([`Corruption::is_inherited`](crate::Corruption::is_inherited)):
+    /// nothing is published in any of these cases.
     ///
     /// ```
     /// let (mut tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;
@@ -147,6 +149,10 @@ impl Grant<'_> {
             });
         }
         let p = self.producer;
+        if p.ep.inherited() {
+            // The room is the parent's, which may still commit it.
+            return Err(CommitError::Corrupted(p.ep.inherited_error()));
+        }
         if p.ring.ctrl().wait.consumer_closed.load(Ordering::Acquire) != 0 {
             return Err(CommitError::Disconnected);
         }
@@ -235,13 +241,27 @@ impl Batch<'_> {
     }
 
     /// Publishes the messages written so far.
+    ///
+    /// In a forked child that inherited the batch, this publishes nothing: the messages are
+    /// the parent's, which publishes them itself (and sending through the batch fails there,
+    /// see [`Corruption::is_inherited`](crate::Corruption::is_inherited)).
     pub fn publish(&mut self) {
-        self.producer.flush();
+        self.producer.flush_own();
     }
 }
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        self.producer.flush();
+        self.producer.flush_own();
+    }
+}
+
+impl Producer {
+    /// `flush` for a batch, which a forked child may have inherited: the parent publishes
+    /// its own records.
+    fn flush_own(&mut self) {
+        if !self.ep.inherited() {
+            self.flush();
+        }
     }
 }

@@ -348,10 +348,11 @@ impl Producer {
         self.claim_space(len, false)
     }
 
-    /// Whether the ring can take records at all: not corrupted, consumer not closed.
+    /// Whether the ring can take records at all: not corrupted, not a copy inherited by a
+    /// forked child, consumer not closed.
     #[inline]
     pub(super) fn usable(&self) -> Result<(), NoSpace> {
-        if let Some(c) = self.ep.broken {
+        if let Some(c) = self.ep.fault() {
             return Err(NoSpace::Corrupted(c));
         }
         if self
@@ -795,9 +796,10 @@ impl Producer {
     /// Closes the producer: the consumer receives what was sent, then `Disconnected`.
     /// Dropping the producer does the same.
     ///
-    /// A handle inherited by a forked child is not that endpoint: dropping it in the child
-    /// only unmaps the ring (as closing an unused pipe end should not end the parent's
-    /// stream); the child must not use it.
+    /// A handle inherited by a forked child is not that endpoint: in the child every call
+    /// that would move data fails with a [`Corruption`] for which
+    /// [`is_inherited`](Corruption::is_inherited) holds, and dropping it only unmaps the
+    /// ring (as closing an unused pipe end should not end the parent's stream).
     ///
     /// ```
     /// let (tx, mut rx) = shmring::spsc::channel(&shmring::spsc::Config::default())?;

@@ -78,6 +78,8 @@ impl Tally {
 /// A corruption report must name what was wrong.
 fn corrupted(c: &Corruption) -> &'static str {
     assert!(!c.what.is_empty() && !c.to_string().is_empty());
+    // No write to shared memory can make a handle take itself for a forked child's copy.
+    assert!(!c.is_inherited(), "{c}");
     "Corrupted"
 }
 
@@ -123,6 +125,7 @@ fn commit_kind(e: &CommitError) -> &'static str {
     match e {
         CommitError::TooLong { .. } => "CommitTooLong",
         CommitError::Disconnected => "Disconnected",
+        CommitError::Corrupted(c) => corrupted(c),
     }
 }
 
