@@ -15,11 +15,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 
-use common::{RingName, env, spawn_child};
+use common::{RingName, env, memfd_with, spawn_child};
 use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
 use shmring::{TryRecvError, mpmc, spsc};
 
@@ -74,22 +74,6 @@ fn spsc_ring_bytes() -> (spsc::Producer, Vec<u8>) {
     let mut bytes = Vec::new();
     std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
     (tx, bytes)
-}
-
-/// A tmpfs memfd holding `bytes`, with `seals`.
-fn memfd_with(bytes: &[u8], seals: SealFlags) -> OwnedFd {
-    let fd = rustix::fs::memfd_create(
-        "mapping-test",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .unwrap();
-    let mut f = std::fs::File::from(fd);
-    f.write_all(bytes).unwrap();
-    let fd = OwnedFd::from(f);
-    if !seals.is_empty() {
-        rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
-    }
-    fd
 }
 
 /// Runs `open` and checks that it made the address space grow by no more than `real` bytes

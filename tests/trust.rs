@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use common::RingName;
+use common::{RingName, memfd_with};
 use shmring::{OpenError, OpenOptions, RecvError, RecvTimeoutError, mpmc, spsc};
 
 /// The bytes of a valid SPSC ring whose producer (this process) is attached and whose
@@ -27,23 +27,6 @@ fn mpmc_ring_bytes() -> (mpmc::Sender, Vec<u8>) {
     let mut bytes = Vec::new();
     std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
     (tx, bytes)
-}
-
-/// A memfd holding `bytes`, with the given seals (none: unsealed).
-fn memfd_with(bytes: &[u8], seals: rustix::fs::SealFlags) -> OwnedFd {
-    use rustix::fs::MemfdFlags;
-    let fd = rustix::fs::memfd_create(
-        "trust-test",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .unwrap();
-    let mut f = std::fs::File::from(fd);
-    f.write_all(bytes).unwrap();
-    let fd = OwnedFd::from(f);
-    if !seals.is_empty() {
-        rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
-    }
-    fd
 }
 
 /// A regular file in the temporary directory, removed on drop (also when the test fails).

@@ -209,4 +209,21 @@ pub fn fork_and_wait(child: impl FnOnce()) {
         }
     }
 }
+/// A tmpfs memfd holding `bytes`, with `seals` (none: unsealed).
+pub fn memfd_with(bytes: &[u8], seals: rustix::fs::SealFlags) -> std::os::fd::OwnedFd {
+    use std::io::Write;
+    let fd = rustix::fs::memfd_create(
+        "shmring-test",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .expect("memfd_create");
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes).expect("write memfd");
+    let fd = std::os::fd::OwnedFd::from(f);
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&fd, seals).expect("seal memfd");
+    }
+    fd
+}
+
 pub mod procs;
