@@ -51,7 +51,7 @@ const fn mutant_no_fork_guard() -> bool {
 }
 
 /// The current fork generation, with the handler registered (call when making a handle).
-fn fork_generation() -> u32 {
+pub(crate) fn fork_generation() -> u32 {
     FORK_HANDLER.call_once(|| {
         // SAFETY: `forked_child` is an `extern "C" fn()` of this module, which only adds to
         // an atomic of this module; glibc drops the handlers of a shared object when it is

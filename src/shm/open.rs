@@ -45,8 +45,9 @@ impl Mapped {
     }
 
     /// The record of this ring's ends in this process (see [`LocalEnds`](super::LocalEnds)).
-    pub(crate) fn local_ends(&self) -> Result<Arc<super::LocalEnds>, OpenError> {
-        super::ends_of(self.seg.fd()).map_err(|source| OpenError::Io {
+    /// `generation` is this process's fork generation.
+    pub(crate) fn local_ends(&self, generation: u32) -> Result<Arc<super::LocalEnds>, OpenError> {
+        super::ends_of(self.seg.fd(), generation).map_err(|source| OpenError::Io {
             context: "fstat of the ring's object",
             source,
         })

@@ -62,7 +62,7 @@ impl fmt::Debug for Consumer {
 
 impl Consumer {
     pub(super) fn new(ring: Ring, strategy: WaitStrategy, presence: Option<Presence>) -> Consumer {
-        let head = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        let head = ring.start.1;
         // Checked before the first use: record positions are 8-byte aligned.
         let broken = (head % 8 != 0).then(|| Corruption::new("consumer index misaligned", head));
         Consumer {
@@ -293,14 +293,20 @@ impl Consumer {
             return Err(self.corrupt(Corruption::new("record length out of range", len)));
         }
         // A producer of this process says itself how far it published: a forged header
-        // must not lend out bytes it may be writing (see `shm::LocalEnds`).
-        if let Some(published) = self.ring.local.as_ref().and_then(|l| l.producer.get()) {
-            let ahead = published.wrapping_sub(self.head);
-            if ahead > cap || skip + rec > ahead {
-                return Err(self.corrupt(Corruption::new(
-                    "record beyond what the producer of this process published",
-                    word,
-                )));
+        // must not lend out bytes it may be writing (see `shm::LocalEnds`). We say how far we
+        // read first, for a producer that joins meanwhile: after its heavy barrier it sees
+        // that, or we see it here (the light barrier pairs with it).
+        if let Some(local) = &self.ring.local {
+            local.consumer.set_bound(self.head.wrapping_add(skip + rec));
+            crate::sync::barrier::light();
+            if let Some(published) = local.producer.get() {
+                let ahead = published.wrapping_sub(self.head);
+                if ahead > cap || skip + rec > ahead {
+                    return Err(self.corrupt(Corruption::new(
+                        "record beyond what the producer of this process published",
+                        word,
+                    )));
+                }
             }
         }
         Ok(Some(Peeked {

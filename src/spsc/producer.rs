@@ -56,7 +56,7 @@ pub(super) enum NoSpace {
 
 /// Spin-loop hints between two looks at the consumer's `head` while waiting for room (a
 /// fraction of a microsecond; see `claim_slow`).
-const ROOM_POLL_PAUSE: u32 = 16;
+const ROOM_POLL_PAUSE: u32 = 128;
 
 /// Bytes a waiting producer leaves between itself and a consumer that is still releasing
 /// (at most an eighth of the ring; see `Producer::keeps_distance`).
@@ -101,8 +101,7 @@ impl fmt::Debug for Producer {
 
 impl Producer {
     pub(super) fn new(ring: Ring, strategy: WaitStrategy, presence: Option<Presence>) -> Producer {
-        let tail = ring.ctrl().producer.tail.load(Ordering::Acquire);
-        let head_cache = ring.ctrl().consumer.head.load(Ordering::Acquire);
+        let (tail, head_cache) = ring.start;
         // An opened ring's indices come from shared memory: check them before the first use
         // (positions must be record aligned, and the used bytes within the capacity; indices
         // count modulo 2^64, so only their difference is checked).
@@ -403,7 +402,7 @@ impl Producer {
             let used = self.reload_head()?;
             let used = self.local_used(used)?;
             // Never cache more room than a consumer of this process really released.
-            self.head_cache = self.tail.wrapping_sub(used);
+            self.cache_head(self.tail.wrapping_sub(used));
             self.want_room(tight(used));
             if !fits(used) {
                 return Err(NoSpace::Full);
@@ -412,11 +411,26 @@ impl Producer {
         Ok(Claim { pad, at, len, gap })
     }
 
+    /// Takes `head` as our view of the consumer's index; tells a consumer of this process
+    /// how far we may now write (see `shm::LocalEnds`).
+    #[inline]
+    fn cache_head(&mut self, head: u64) {
+        self.head_cache = head;
+        if let Some(local) = &self.ring.local {
+            local
+                .producer
+                .set_bound(head.wrapping_add(self.ring.capacity));
+        }
+    }
+
     /// `used` (bytes in use as shared memory says), or more if the consumer lives in this
     /// process and has really released less: a forged `head` must not let us write over a
     /// message it has lent out (see `shm::LocalEnds`). One load when it does not.
     #[inline]
     fn local_used(&mut self, used: u64) -> Result<u64, NoSpace> {
+        // SYNC POINT: pairs with the heavy barrier of a consumer joining in this process
+        // (`Ring::join_locally`): it sees our bound, or we see it here.
+        crate::sync::barrier::light();
         let Some(released) = self.ring.local.as_ref().and_then(|l| l.consumer.get()) else {
             return Ok(used);
         };
@@ -449,7 +463,7 @@ impl Producer {
                 self.corrupt(Corruption::new("consumer index out of range", head)),
             ));
         }
-        self.head_cache = head;
+        self.cache_head(head);
         Ok(used)
     }
 
@@ -529,9 +543,8 @@ impl Producer {
     pub(super) fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Claim, ClaimError> {
         let len = self.check_size(len)?;
         let first = match self.try_claim(len) {
-            Ok(c) if self.keeps_distance(c) => return Ok(c),
-            // Room, but right behind a consumer that is still reading: see `claim_slow`.
-            Ok(_) | Err(NoSpace::Full) => deadline,
+            Ok(c) => return Ok(c),
+            Err(NoSpace::Full) => deadline,
             Err(NoSpace::Disconnected) => return Err(ClaimError::Disconnected),
             Err(NoSpace::Corrupted(c)) => return Err(ClaimError::Corrupted(c)),
         };
@@ -543,8 +556,10 @@ impl Producer {
     /// anyway (`room_wanted` is down). When the ring is nearly full the consumer stores
     /// `head` on every release; a producer that took each released record at once would
     /// write the cache lines the consumer is reading, message after message, and both would
-    /// crawl. Only the blocking calls keep the distance, and only while the consumer keeps
-    /// releasing (see `claim_slow`).
+    /// crawl. Only the blocking calls keep the distance, only once they found the ring full,
+    /// and only while the consumer keeps releasing (see `claim_slow`); they then resume
+    /// with a stretch of room, which they fill before they look again. `Block` waiters do
+    /// not: they have no spinning phase to wait in.
     #[inline]
     fn keeps_distance(&self, claim: Claim) -> bool {
         let cap = self.ring.capacity;
@@ -587,7 +602,12 @@ impl Producer {
                     // we are about to sleep: take it. Writing right behind a consumer that
                     // is still reading would share cache lines with it, message after
                     // message.
-                    Ok(c) if settle || self.keeps_distance(c) || self.head_cache == last => {
+                    Ok(c)
+                        if settle
+                            || strategy == WaitStrategy::Block
+                            || self.keeps_distance(c)
+                            || self.head_cache == last =>
+                    {
                         Poll::Ready(Ok(c))
                     }
                     Ok(_) | Err(NoSpace::Full) => Poll::Pending,

@@ -173,6 +173,10 @@ pub(super) struct Ring {
     /// The ends of this ring in this process (shared rings), whose own indices bound what a
     /// handle takes from shared memory (see `shm::LocalEnds`).
     pub(super) local: Option<Arc<LocalEnds>>,
+    /// The indices a handle starts from (`tail`, `head`): read once from the control block
+    /// (a peer may change them between two reads), or given by the other end of this
+    /// process (see `join_locally`).
+    pub(super) start: (u64, u64),
 }
 
 impl Ring {
@@ -208,6 +212,7 @@ impl Ring {
             aligned: Ring::aligns(capacity, max_message),
             storage,
             local: None,
+            start: (0, 0),
         };
         Ok((ring(parts.storage.clone()), ring(parts.storage.clone())))
     }
@@ -222,7 +227,7 @@ impl Ring {
         let g = Ring::geometry(config)?;
         // The control block of a fresh object is all zeros, its initial state.
         let (mapped, presence) = shm::create::<SpscRules>(place, &g, config.mode, creator, |_| {})?;
-        let ring = Ring::in_shm(&mapped)?;
+        let mut ring = Ring::in_shm(&mapped)?;
         if let Some((slot, _)) = creator {
             ring.join_locally(slot, "endpoint")?;
         }
@@ -244,37 +249,96 @@ impl Ring {
         let local = if cfg!(shmring_mutant = "no_local_ends") {
             None
         } else {
-            Some(m.local_ends()?)
+            Some(m.local_ends(crate::endpoint::fork_generation())?)
         };
+        let ctrl = m.control();
+        // SAFETY: the control block lies inside the validated mapping, which `storage` keeps
+        // alive; it holds only atomics, valid for any bit pattern.
+        let c: &Control = unsafe { ctrl.as_ref() };
+        let start = (
+            c.producer.tail.load(Ordering::Acquire),
+            c.consumer.head.load(Ordering::Acquire),
+        );
         Ok(Ring {
-            ctrl: m.control(),
+            ctrl,
             region: m.region(),
             capacity,
             max_message,
             aligned: Ring::aligns(capacity, max_message),
             storage,
             local,
+            start,
         })
     }
 
     /// Records in this process's table of local ends that the end in `slot` is here, at the
-    /// index shared memory gives it now (the handle records its own as it moves). Refuses a
-    /// second end of one role in this process, which only a forged endpoint table lets in.
-    fn join_locally(&self, slot: usize, what: &'static str) -> Result<(), OpenError> {
-        let Some(local) = &self.local else {
+    /// indices of `start`. If the other end of the ring is in this process too, its own
+    /// indices decide: a joining producer takes the consumer's released index as its view of
+    /// `head`; a joining consumer or producer whose start from shared memory would let the
+    /// two ends' bytes overlap is refused (`Corrupted`: a peer rewrote the indices). A second
+    /// end of one role in this process (only a forged endpoint table lets one in) is refused
+    /// with `EndpointTaken`.
+    fn join_locally(&mut self, slot: usize, what: &'static str) -> Result<(), OpenError> {
+        let Some(local) = self.local.clone() else {
             return Ok(());
         };
-        let c = self.ctrl();
-        let joined = if slot == PRODUCER_SLOT {
-            local.producer.join(c.producer.tail.load(Ordering::Acquire))
-        } else {
-            local.consumer.join(c.consumer.head.load(Ordering::Acquire))
+        let cap = self.capacity;
+        let (tail, head) = self.start;
+        let out_of_step = |at| {
+            OpenError::Corrupted(Corruption::new(
+                "index out of step with the other end of this process",
+                at,
+            ))
         };
-        if joined {
-            Ok(())
+        if slot == PRODUCER_SLOT {
+            // What we write, from `tail` up to `head + cap`, must lie beyond what the
+            // consumer read (`reading`) and within a ring of what it released.
+            let head = match local.consumer.both() {
+                Some((released, reading)) => {
+                    let read = reading.wrapping_sub(released);
+                    if read > tail.wrapping_sub(released) || tail.wrapping_sub(released) > cap {
+                        return Err(out_of_step(tail));
+                    }
+                    released
+                }
+                None => head,
+            };
+            if !local.producer.join(tail, head.wrapping_add(cap)) {
+                return Err(OpenError::EndpointTaken(what));
+            }
+            self.start.1 = head;
+            // The consumer may have joined while we did: look again, after a barrier that
+            // pairs with the one in its `peek` (see `Consumer::peek`).
+            let _ = crate::sync::barrier::heavy();
+            if let Some((released, reading)) = local.consumer.both() {
+                let read = reading.wrapping_sub(released);
+                if read > tail.wrapping_sub(released) || tail.wrapping_sub(released) > cap {
+                    local.producer.leave();
+                    return Err(out_of_step(tail));
+                }
+                self.start.1 = released;
+            }
         } else {
-            Err(OpenError::EndpointTaken(what))
+            // What we read, from `head` up to what the producer published, must lie within
+            // what it may not write over (from `bound - cap` to `published`).
+            let in_step = |(published, bound): (u64, u64)| {
+                let floor = bound.wrapping_sub(cap);
+                head.wrapping_sub(floor) <= published.wrapping_sub(floor)
+                    && published.wrapping_sub(floor) <= cap
+            };
+            if local.producer.both().is_some_and(|p| !in_step(p)) {
+                return Err(out_of_step(head));
+            }
+            if !local.consumer.join(head, head) {
+                return Err(OpenError::EndpointTaken(what));
+            }
+            let _ = crate::sync::barrier::heavy();
+            if local.producer.both().is_some_and(|p| !in_step(p)) {
+                local.consumer.leave();
+                return Err(out_of_step(head));
+            }
         }
+        Ok(())
     }
 
     /// The end in `slot` leaves this process's table of local ends.
@@ -310,7 +374,7 @@ impl Ring {
                 u64::from(m.geometry.endpoint_count),
             )));
         }
-        let ring = Ring::in_shm(&m)?;
+        let mut ring = Ring::in_shm(&m)?;
         let registry = ring.storage.registry().ok_or(OpenError::Incompatible(
             "a shared ring without an endpoint table",
         ))?;
