@@ -56,7 +56,7 @@ pub(super) enum NoSpace {
 
 /// Spin-loop hints between two looks at the consumer's `head` while waiting for room (a
 /// fraction of a microsecond; see `claim_slow`).
-const ROOM_POLL_PAUSE: u32 = 128;
+const ROOM_POLL_PAUSE: u32 = 16;
 
 /// Bytes a waiting producer leaves between itself and a consumer that is still releasing
 /// (at most an eighth of the ring; see `Producer::keeps_distance`).
