@@ -4,11 +4,11 @@
 //!
 //! This code runs only for rings with a registry, which `mpmc::channel` does not have: every
 //! model here builds its ring with `mpmc::__model::channel_with_registry`, a heap ring with
-//! a model of the shared registry (same entries and protocol; the OFD lock that tells the
-//! living from the dead is a word that `Peers::kill_*` lets go of, as the kernel does when a
-//! process dies). A killed endpoint's handle is forgotten, never dropped: a killed process
-//! runs no destructor. Under loom every peer check a call reaches runs (the throttle is
-//! always due).
+//! the registry protocol of shared rings on loom's atomics (the same code; only the OFD lock
+//! that tells the living from the dead is a word that `Peers::kill_*` lets go of, as the
+//! kernel does when a process dies). A killed endpoint's handle is forgotten, never
+//! dropped: a killed process runs no destructor. Under loom every peer check a call reaches
+//! runs (the throttle is always due).
 //!
 //! A blocked call on a ring whose peer died is only woken by its sleep slice running out;
 //! loom models an untimed sleep as unbounded, so a party that must outlive a dead peer waits

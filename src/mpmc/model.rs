@@ -3,8 +3,8 @@
 //! code (attach, the side close of the last endpoint, reaping, finishing abandoned slots)
 //! runs against loom's atomics. Not part of the API: it may change or go at any time.
 //!
-//! Its registry is a model of the shared one (`sync::registry`): the same entries and
-//! protocol, with the OFD lock that tells a live endpoint from a dead one replaced by a word
+//! Its registry (`shm::ModelRegistry`) runs the registry protocol of shared rings on the
+//! same entries, with the OFD lock that tells a live endpoint from a dead one replaced by a word
 //! that a model thread can let go of to play the death of a process ([`Peers::kill_sender`],
 //! [`Peers::kill_receiver`]). Its handles are the ring's own [`Sender`] and [`Receiver`],
 //! taking the code paths of a shared ring's handles.
@@ -13,7 +13,7 @@ use super::handle::{Handle, attach};
 use super::ring::{Ring, Role, on_heap_registered};
 use super::{Config, Receiver, Sender};
 use crate::error::OpenError;
-use crate::sync::registry::ModelRegistry;
+use crate::shm::ModelRegistry;
 
 /// Creates an in-process MPMC ring whose endpoint registry has `entries` entries (replacing
 /// [`Config::endpoints`]), with one sender and one receiver attached (entries 0 and 1), and
