@@ -11,10 +11,13 @@
 //! after its last action, and then forgets the handle (a killed process runs no
 //! destructor). The kernel takes a spinlock of the file for every lock operation, test
 //! included, so each operation sees the latest state of the byte and synchronises with the
-//! one before: every operation on a token word is therefore an `AcqRel` read-modify-write
-//! (a probe is `fetch_or(0)`), never a plain load, which could read an old "held" for ever.
-//! The kernel orders the operations on all bytes of a file; the model orders only those of
-//! one entry, which promises less, so it cannot hide a bug.
+//! one before. The model promises only what the protocol needs of it (see `registry`), and
+//! so less than the kernel, which cannot hide a bug: every operation on a token word is a
+//! read-modify-write (a probe is `fetch_or(0)`), never a plain load, which could read an old
+//! "held" for ever; letting go is `Release` and a probe `Acquire`, so a probe that finds the
+//! token free sees what its holder did before letting go; a take is `Relaxed`, atomic and
+//! nothing more. The kernel orders the operations on all bytes of a file; the model orders
+//! only those of one entry.
 //!
 //! All the model's endpoints are threads of one process: each records this process's pid.
 //!
@@ -81,9 +84,9 @@ impl Tokens {
     /// Lets go of entry `slot`'s token (its owner closed, or died).
     fn release(&self, slot: usize) {
         if let Some(t) = self.0.get(slot) {
-            // SYNC POINT: AcqRel pairs with the read-modify-writes of `take` and `held`:
-            // whoever finds the token free sees everything its owner did before letting go.
-            t.swap(0, Ordering::AcqRel);
+            // SYNC POINT: Release pairs with the Acquire of `held`: whoever finds the token
+            // free sees everything its owner did before letting go.
+            t.swap(0, Ordering::Release);
         }
     }
 }
@@ -92,7 +95,10 @@ impl Liveness for Tokens {
     fn held(&self, slot: usize) -> bool {
         self.0
             .get(slot)
-            .is_some_and(|t| t.fetch_or(0, Ordering::AcqRel) != 0)
+            // SYNC POINT: Acquire pairs with the Release of `release`. A read-modify-write,
+            // never a plain load, which could read an old "held" for ever; it continues the
+            // release sequence of the store it reads, so a later probe still pairs with it.
+            .is_some_and(|t| t.fetch_or(0, Ordering::Acquire) != 0)
     }
 }
 
@@ -104,8 +110,8 @@ impl Taker for ModelTaker {
 
     fn take(&self, slot: usize) -> bool {
         self.0.tokens.0.get(slot).is_some_and(|t| {
-            // SYNC POINT: AcqRel, as every operation on a token (see the module docs).
-            t.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            // Relaxed: a take need only have one winner (see the module docs).
+            t.compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         })
     }

@@ -107,8 +107,11 @@ pub(crate) fn attach<E: Entry, T: Taker>(
         // Someone holds the token: the entry is in use (or being taken).
         return Err(Refused::Taken);
     }
+    // Relaxed: FREE is the entry's initial state, which nothing ever stores again, so there
+    // is nothing to acquire with it (the header's ready word published it); on failure the
+    // word only picks the error.
     if let Err(word) =
-        ep.compare_exchange(EP_FREE, EP_CLAIMING, Ordering::Acquire, Ordering::Acquire)
+        ep.compare_exchange(EP_FREE, EP_CLAIMING, Ordering::Relaxed, Ordering::Relaxed)
     {
         taker.release(slot);
         return Err(if word & EP_STATE_MASK == EP_CLOSED {
@@ -119,8 +122,9 @@ pub(crate) fn attach<E: Entry, T: Taker>(
     }
     ep.set_owner(owner);
     ep.set_role(role, Ordering::Relaxed);
-    // SYNC POINT: Release pairs with the Acquire loads in `status`, `attached_role` and
-    // `reap_if_dead`: who sees ATTACHED sees the role and the owner.
+    // SYNC POINT: Release pairs with the Acquire loads in `status` and `attached_role` (and
+    // in `Header::endpoint_snapshot`, for display): who sees ATTACHED sees the role and the
+    // owner.
     ep.store(EP_ATTACHED, Ordering::Release);
     Ok(taker.hold(slot))
 }
@@ -168,8 +172,9 @@ pub(crate) fn attach_any<E: Entry, T: Taker>(
         }
         ep.set_owner(owner);
         ep.set_role(role, Ordering::Relaxed);
-        // SYNC POINT: Release pairs with the Acquire loads in `status`, `attached_role` and
-        // `reap_if_dead`: who sees ATTACHED sees the role and the owner.
+        // SYNC POINT: Release pairs with the Acquire loads in `status` and `attached_role`
+        // (and in `Header::endpoint_snapshot`, for display): who sees ATTACHED sees the role
+        // and the owner.
         ep.store(generation | EP_ATTACHED, Ordering::Release);
         return Some((slot, taker.hold(slot)));
     }
@@ -204,21 +209,29 @@ pub(crate) fn reap_if_dead<E: Entry>(
     slot: usize,
 ) -> Option<u32> {
     let ep = entries.get(slot)?;
-    // SYNC POINT: Acquire pairs with the Release store of ATTACHED (role visible).
-    let word = ep.load(Ordering::Acquire);
+    // Relaxed: the word is only compared, and the compare-exchange from it below fails if
+    // the entry moved on.
+    let word = ep.load(Ordering::Relaxed);
     let state = word & EP_STATE_MASK;
     if !matches!(state, EP_TAKING | EP_CLAIMING | EP_ATTACHED) {
         return None;
     }
-    let role = ep.role(Ordering::Relaxed);
     if live.held(slot) {
         return None;
     }
+    // After the probe, which found the token free and so sees everything its owner did
+    // before letting go of it (its role included): Relaxed. If the entry was taken again
+    // since `word` was read, the compare-exchange fails and the role is not used.
+    let role = ep.role(Ordering::Relaxed);
     // The generation in `word` makes this fail if the entry was closed and taken again
     // since we read it.
     let closed = (word & !EP_STATE_MASK) | EP_CLOSED;
+    // SYNC POINT: Release pairs with the Acquire loads of the state word (`attached_role`,
+    // `status`): whoever sees the entry closed sees what the probe saw, the dead owner's
+    // last writes to the ring among them, before it closes the owner's side. Nothing is
+    // acquired: the probe did that.
     let won = ep
-        .compare_exchange(word, closed, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(word, closed, Ordering::Release, Ordering::Relaxed)
         .is_ok();
     (won && state == EP_ATTACHED).then_some(role)
 }
