@@ -14,6 +14,7 @@ use super::ring::{Ring, Role, on_heap_registered};
 use super::{Config, Receiver, Sender};
 use crate::error::OpenError;
 use crate::shm::ModelRegistry;
+use crate::storage::Registry;
 
 /// Creates an in-process MPMC ring whose endpoint registry has `entries` entries (replacing
 /// [`Config::endpoints`]), with one sender and one receiver attached (entries 0 and 1), and
@@ -119,6 +120,24 @@ impl Peers {
     pub fn kill_receiver(&self, rx: Receiver) {
         self.kill(&rx.h);
         std::mem::forget(rx);
+    }
+
+    /// What a scan of the registry sees now, entry by entry, as the ring's own scans do
+    /// (closing a side, looking for the other side's live endpoints): the role of each entry
+    /// that is attached (`"sender"`, `"receiver"`, or `"unknown"` for a code that is
+    /// neither), `None` for one that is not.
+    pub fn attached_roles(&self) -> Vec<Option<&'static str>> {
+        (0..self.ring.registry_len)
+            .map(|i| {
+                self.registry
+                    .attached_role(i)
+                    .map(|code| match Role::from_code(code) {
+                        Some(Role::Sender) => "sender",
+                        Some(Role::Receiver) => "receiver",
+                        None => "unknown",
+                    })
+            })
+            .collect()
     }
 
     fn kill(&self, h: &Handle) {

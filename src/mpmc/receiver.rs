@@ -447,9 +447,13 @@ impl Receiver {
                     continue;
                 }
                 if s & SKIP != 0 {
-                    // Nothing in it: release it and look further.
+                    // Nothing in it: release it and look further. (Acquire, as every load of
+                    // `head` here: loom model `receiver_sees_the_lap_behind_head_after_a_skip`.)
                     self.release(h);
-                    h = ctrl.head.head.load(Ordering::Acquire);
+                    h = ctrl.head.head.load(weaken(
+                        cfg!(shmring_mutant = "mpmc_relaxed_skip_head"),
+                        Ordering::Acquire,
+                    ));
                     continue;
                 }
                 let len = meta.len.load(Ordering::Relaxed);
@@ -485,8 +489,12 @@ impl Receiver {
             }
             if sm > h + 1 {
                 // Another receiver took `h` already; its `head` store happened before the
-                // `seq` we saw, so a reload shows a newer head.
-                let now = ctrl.head.head.load(Ordering::Acquire);
+                // `seq` we saw, so a reload shows a newer head. (Acquire, as every load of
+                // `head` here: loom model `receiver_sees_the_lap_behind_head_after_a_skip`.)
+                let now = ctrl.head.head.load(weaken(
+                    cfg!(shmring_mutant = "mpmc_relaxed_head_reload"),
+                    Ordering::Acquire,
+                ));
                 if now != h {
                     h = now;
                     continue;

@@ -109,7 +109,8 @@ pub(super) fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
     (0..ring.registry_len).any(|i| {
         // SYNC POINT: Acquire pairs with the Release stores of claim records in
         // `Handle::record`: seeing a later record of the claimer means seeing the slot it
-        // finished before (then the recovering compare-exchange fails).
+        // finished before (then the recovering compare-exchange fails). (In loom a
+        // compare-exchange reads the store that ran last, so no model misses this.)
         ring.claim_line(i)
             .is_some_and(|rec| rec.load(Ordering::Acquire) == target)
             // Only an attached endpoint claims slots: an entry mid-attach (perhaps forever,
@@ -155,6 +156,8 @@ pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
         // claimer's writes to the slot (seen through `claimer_alive`) happen before the
         // receiver that skips the position releases it to the sender of the next lap.
         // Nothing is acquired: the value replaced was read by the claimer before its claim.
+        // (The fences of `check_peers` release what this thread's own probes saw; this
+        // Release is for a claimer another thread reaped. No loom model has that case.)
         && meta
             .seq
             .compare_exchange(h, (h + 1) | SKIP, Ordering::Release, Ordering::Relaxed)
@@ -174,7 +177,8 @@ pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
             // SYNC POINT: Release pairs with the senders' Acquire load of `seq`: the dead
             // receiver's reads of the message (seen through `claimer_alive`) happen before
             // the sender of the next lap writes the slot. Nothing is acquired: the message's
-            // sender is ordered before the dead receiver, and so before us.
+            // sender is ordered before the dead receiver, and so before us. (As for the skip
+            // mark above, no loom model has the case that needs it.)
             && meta
                 .seq
                 .compare_exchange(s, t, Ordering::Release, Ordering::Relaxed)

@@ -605,10 +605,15 @@ impl Sender {
         let ring = &self.h.ring;
         // Before the hand-over, as in `publish`.
         self.h.give_back(pos);
-        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
-        ring.meta(pos)
-            .seq
-            .store((pos + 1) | SKIP, Ordering::Release);
+        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`: what the grant
+        // wrote into the slot happens before the receiver that skips the position releases
+        // it to the sender of the next lap (loom model
+        // `dropped_grant_slot_is_rewritten_by_another_thread`).
+        let order = weaken(
+            cfg!(shmring_mutant = "mpmc_relaxed_abandon"),
+            Ordering::Release,
+        );
+        ring.meta(pos).seq.store((pos + 1) | SKIP, order);
         ring.ctrl().wait.readable.notify(&ring.storage);
     }
 

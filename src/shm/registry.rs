@@ -45,7 +45,7 @@ use super::layout::{
     EP_TAKING,
 };
 use crate::storage::{EndpointStatus, Refused};
-use crate::sync::Ordering;
+use crate::sync::{Ordering, weaken};
 
 /// One entry of an endpoint table: its state word and role word, wherever they live.
 pub(crate) trait Entry {
@@ -124,7 +124,8 @@ pub(crate) fn attach<E: Entry, T: Taker>(
     ep.set_role(role, Ordering::Relaxed);
     // SYNC POINT: Release pairs with the Acquire loads in `status` and `attached_role` (and
     // in `Header::endpoint_snapshot`, for display): who sees ATTACHED sees the role and the
-    // owner.
+    // owner. (No loom model runs this attach concurrently: SPSC rings and creators use it.
+    // The same store in `attach_any` has one.)
     ep.store(EP_ATTACHED, Ordering::Release);
     Ok(taker.hold(slot))
 }
@@ -163,6 +164,10 @@ pub(crate) fn attach_any<E: Entry, T: Taker>(
         } else {
             generation | EP_CLAIMING
         };
+        // SYNC POINT: Acquire pairs with the Release that closed the entry (`detach`, or a
+        // reaper's): the writes below, and the clearing of the entry's claim record that
+        // follows, are ordered after those of the owner that left. (Taking the token orders
+        // them too, for OFD locks; loom cannot show a store ordered before an earlier one.)
         if ep
             .compare_exchange(word, taking, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
@@ -174,8 +179,12 @@ pub(crate) fn attach_any<E: Entry, T: Taker>(
         ep.set_role(role, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire loads in `status` and `attached_role`
         // (and in `Header::endpoint_snapshot`, for display): who sees ATTACHED sees the role
-        // and the owner.
-        ep.store(generation | EP_ATTACHED, Ordering::Release);
+        // and the owner (loom model `an_entry_seen_attached_shows_its_role`).
+        let order = weaken(
+            cfg!(shmring_mutant = "registry_relaxed_attached"),
+            Ordering::Release,
+        );
+        ep.store(generation | EP_ATTACHED, order);
         return Some((slot, taker.hold(slot)));
     }
     None
@@ -186,9 +195,13 @@ pub(crate) fn attach_any<E: Entry, T: Taker>(
 pub(crate) fn attached_role<E: Entry>(entries: &[E], slot: usize) -> Option<u32> {
     let ep = entries.get(slot)?;
     // SYNC POINT: Acquire pairs with the Release store of ATTACHED in `attach` /
-    // `attach_any` (role visible) and of CLOSED in `detach` (the closer's last writes to
-    // the ring visible).
-    if ep.load(Ordering::Acquire) & EP_STATE_MASK == EP_ATTACHED {
+    // `attach_any` (role visible, loom model `an_entry_seen_attached_shows_its_role`) and of
+    // CLOSED in `detach` and `reap_if_dead` (the closer's last writes to the ring visible).
+    let order = weaken(
+        cfg!(shmring_mutant = "registry_relaxed_scan"),
+        Ordering::Acquire,
+    );
+    if ep.load(order) & EP_STATE_MASK == EP_ATTACHED {
         Some(ep.role(Ordering::Relaxed))
     } else {
         None
@@ -229,7 +242,11 @@ pub(crate) fn reap_if_dead<E: Entry>(
     // SYNC POINT: Release pairs with the Acquire loads of the state word (`attached_role`,
     // `status`): whoever sees the entry closed sees what the probe saw, the dead owner's
     // last writes to the ring among them, before it closes the owner's side. Nothing is
-    // acquired: the probe did that.
+    // acquired: the probe did that. (No loom model can miss this Release: every caller
+    // that wins an attached entry fences in `close_side_if_last` right after, with no
+    // atomic access between for loom to preempt at, and loom orders all SeqCst fences one
+    // after the other with their full history, which C11 does not: a fence after a store
+    // does not release it.)
     let won = ep
         .compare_exchange(word, closed, Ordering::Release, Ordering::Relaxed)
         .is_ok();
@@ -253,6 +270,9 @@ pub(crate) fn status<E: Entry>(entries: &[E], live: &impl Liveness, slot: usize)
     let Some(ep) = entries.get(slot) else {
         return EndpointStatus::Gone;
     };
+    // SYNC POINT: Acquire pairs with the Release store of CLOSED in `detach`: an SPSC end
+    // that finds its peer closed drains what the peer published before (no SPSC loom model
+    // has a registry).
     let word = ep.load(Ordering::Acquire);
     match word & EP_STATE_MASK {
         EP_FREE => EndpointStatus::Free,
