@@ -18,7 +18,9 @@
 # whose models run the code it changes. A mutant of spsc.rs cannot change what an MPMC model
 # does, nor the reverse, so only the models in scope are built and run; the waiter's mutants
 # run against every model, and those of the registry code (which only rings with a registry
-# run) against the models of `mpmc_registry.rs`.
+# run) against the models of `mpmc_registry.rs`. The mutants of single orderings added by
+# the ordering audit (README.md) run against the file of the model that catches them only,
+# which bounds what each adds to the check.
 #
 # Environment: LOOM_MAX_PREEMPTIONS (default 3), MUTANTS (space-separated subset to run),
 # MODEL_TIMEOUT (seconds per model run, default 600).
@@ -60,6 +62,11 @@ declare -A expected=(
     [fd_no_recheck]="evented_park::consumer_parked_on_readiness_is_woken_by_send"
     [fd_skip_bell]="evented_park::producer_parked_on_readiness_is_woken_by_release"
     [lazy_release_only]="spsc_wakeup::producer_blocked_on_full_ring_gets_one_released_record"
+    [mpmc_relaxed_abandon]="mpmc_zero_copy::dropped_grant_slot_is_rewritten_by_another_thread"
+    [mpmc_relaxed_skip_head]="mpmc_delivery::receiver_sees_the_lap_behind_head_after_a_skip"
+    [mpmc_relaxed_head_reload]="mpmc_delivery::receiver_sees_the_lap_behind_head_after_a_skip"
+    [registry_relaxed_attached]="mpmc_registry::an_entry_seen_attached_shows_its_role"
+    [registry_relaxed_scan]="mpmc_registry::an_entry_seen_attached_shows_its_role"
 )
 # mutant -> the test files whose models run the mutated code (a cargo `--test` pattern).
 declare -A scope=(
@@ -84,7 +91,12 @@ declare -A scope=(
     [mpmc_relaxed_tail_load]="mpmc_*"
     [fd_no_recheck]="evented_*"
     [fd_skip_bell]="evented_*"
-    [lazy_release_only]="spsc_*"
+    [mpmc_relaxed_abandon]="mpmc_zero_copy"
+    [mpmc_relaxed_skip_head]="mpmc_delivery"
+    [mpmc_relaxed_head_reload]="mpmc_delivery"
+    [registry_relaxed_attached]="mpmc_registry"
+    [registry_relaxed_scan]="mpmc_registry"
+    [lazy_release_only]="spsc_wakeup"
 )
 all="relaxed_ready ready_before_payload release_before_read relaxed_head no_recheck skip_wake"
 all+=" full_off_by_one"
@@ -92,7 +104,10 @@ all+=" mpmc_relaxed_publish mpmc_relaxed_take mpmc_full_off_by_one mpmc_empty_of
 all+=" mpmc_close_off_by_one relaxed_close"
 all+=" mpmc_relaxed_side_close mpmc_no_close_fence mpmc_claimer_unseen"
 all+=" mpmc_relaxed_claim_tail mpmc_relaxed_claim_head mpmc_relaxed_tail_load"
-all+=" fd_no_recheck fd_skip_bell lazy_release_only"
+all+=" fd_no_recheck fd_skip_bell"
+all+=" mpmc_relaxed_abandon mpmc_relaxed_skip_head mpmc_relaxed_head_reload"
+all+=" registry_relaxed_attached registry_relaxed_scan"
+all+=" lazy_release_only"
 read -r -a mutants <<<"${MUTANTS:-$all}"
 
 status=0

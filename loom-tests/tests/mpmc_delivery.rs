@@ -274,3 +274,42 @@ fn receiver_sees_the_lap_behind_head() {
         assert_exactly_once(&got, &[&LAP[..2]]);
     });
 }
+
+/// A grant dropped at position 0 leaves a skip mark there. The spawned receiver makes one
+/// `try_recv`: it takes the skipped position, releases it and looks at `head` again, at any
+/// point while the main thread sends and takes `LAP[0]`..`LAP[2]` one by one (taking the
+/// skip itself if it comes first), moving `head` a lap and a half on. Whatever `head` that
+/// second look reads, the spawned receiver must find the ring empty, a message or end of
+/// stream, never a slot of an older lap. Each message arrives once. Catches
+/// `mpmc_relaxed_skip_head`.
+#[test]
+fn receiver_sees_the_lap_behind_head_after_a_skip() {
+    model_bounded(
+        "receiver_sees_the_lap_behind_head_after_a_skip",
+        Some(2),
+        || {
+            let (mut tx, mut rx) =
+                mpmc::channel(&mpmc_config(WaitStrategy::Block)).expect("a valid configuration");
+            let mut rx_b = rx.try_clone().unwrap();
+            drop(tx.reserve(8).unwrap());
+            let other = thread::spawn(move || match rx_b.try_recv().map(|m| m.to_vec()) {
+                Ok(m) => Some(m),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+                Err(e) => panic!("try_recv failed: {e}"),
+            });
+            let mut got = Vec::new();
+            for msg in &LAP[..3] {
+                tx.send(msg).unwrap();
+                match rx.try_recv().map(|m| m.to_vec()) {
+                    Ok(m) => got.push(m),
+                    Err(TryRecvError::Empty) => {}
+                    Err(e) => panic!("try_recv failed: {e}"),
+                }
+            }
+            drop(tx);
+            got.extend(drain(&mut rx));
+            got.extend(other.join().unwrap());
+            assert_exactly_once(&got, &[&LAP[..3]]);
+        },
+    );
+}

@@ -4,11 +4,11 @@
 //!
 //! This code runs only for rings with a registry, which `mpmc::channel` does not have: every
 //! model here builds its ring with `mpmc::__model::channel_with_registry`, a heap ring with
-//! a model of the shared registry (same entries and protocol; the OFD lock that tells the
-//! living from the dead is a word that `Peers::kill_*` lets go of, as the kernel does when a
-//! process dies). A killed endpoint's handle is forgotten, never dropped: a killed process
-//! runs no destructor. Under loom every peer check a call reaches runs (the throttle is
-//! always due).
+//! the registry protocol of shared rings on loom's atomics (the same code; only the OFD lock
+//! that tells the living from the dead is a word that `Peers::kill_*` lets go of, as the
+//! kernel does when a process dies). A killed endpoint's handle is forgotten, never
+//! dropped: a killed process runs no destructor. Under loom every peer check a call reaches
+//! runs (the throttle is always due).
 //!
 //! A blocked call on a ring whose peer died is only woken by its sleep slice running out;
 //! loom models an untimed sleep as unbounded, so a party that must outlive a dead peer waits
@@ -17,6 +17,8 @@
 
 #![cfg(loom)]
 
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use loom_tests::{Tally, model, model_bounded, mpmc_config};
 use shmring::mpmc::__model::channel_with_registry;
@@ -310,5 +312,63 @@ fn live_slow_receiver_keeps_its_slot() {
         let got: Vec<Vec<u8>> = wait_to_end(&mut rx).into_iter().map(|(m, _)| m).collect();
         assert_eq!(got, [M2, M3]);
         reader.join().unwrap();
+    });
+}
+
+/// A sender sends `M1` and is killed; a receiver on its thread (as if in another process)
+/// asks `is_disconnected`, which reaps it, while the main thread drops the last live sender
+/// and then looks with `try_recv`: it gets `M1`, never end of stream first. The main
+/// thread's close may find the dead sender's entry already closed by the reaper and close
+/// the side itself, with no order to the dead sender but through that entry: the reaper's
+/// compare-exchange must pass on what its probe saw, `M1` among it. The case needs the
+/// reaper preempted between that compare-exchange and the fence of its own side close. (The
+/// dead sender holds entry 0, so that `is_disconnected`, which stops at the first live
+/// sender, reaches it.) Catches `registry_relaxed_reap`.
+#[test]
+fn reaped_sender_is_seen_closed_by_the_last_close() {
+    model("reaped_sender_is_seen_closed_by_the_last_close", || {
+        let (mut tx, mut rx, peers) = channel_with_registry(&mpmc_config(WaitStrategy::Block), 4)
+            .expect("a valid configuration");
+        let tx2 = tx.try_clone().expect("a free registry entry");
+        let rx2 = rx.try_clone().expect("a free registry entry");
+        let doomed = thread::spawn(move || {
+            tx.send(M1).unwrap();
+            peers.kill_sender(tx);
+            let _ = rx2.is_disconnected();
+        });
+        drop(tx2);
+        let got = poll_to_end(&mut rx, |_| {});
+        assert_eq!(got, [M1], "M1, then end of stream");
+        doomed.join().unwrap();
+    });
+}
+
+/// A receiver attaches on its thread while the main thread scans the registry, as the ring
+/// does when it closes a side or looks for live peers: an entry seen attached shows its
+/// owner's role, never the role an earlier owner left or none (the store of ATTACHED
+/// publishes the role, and the scan's load of it acquires). Both threads first bump a
+/// `Relaxed` counter, which orders nothing but makes loom explore the opener going first.
+/// Catches `registry_relaxed_attached` and `registry_relaxed_scan`.
+#[test]
+fn an_entry_seen_attached_shows_its_role() {
+    model("an_entry_seen_attached_shows_its_role", || {
+        let (tx, rx, peers) = channel_with_registry(&mpmc_config(WaitStrategy::Block), ENTRIES)
+            .expect("a valid configuration");
+        let turns = Arc::new(AtomicUsize::new(0));
+        let opener = {
+            let (peers, turns) = (peers.clone(), turns.clone());
+            thread::spawn(move || {
+                turns.fetch_add(1, Ordering::Relaxed);
+                peers.open_receiver().unwrap()
+            })
+        };
+        turns.fetch_add(1, Ordering::Relaxed);
+        let roles = peers.attached_roles();
+        assert!(
+            roles.iter().flatten().all(|&role| role != "unknown"),
+            "an attached entry without its role: {roles:?}"
+        );
+        drop(opener.join().unwrap());
+        drop((tx, rx));
     });
 }

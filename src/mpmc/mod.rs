@@ -134,8 +134,8 @@
 //!
 //! Heap rings ([`channel`]) have no registry and no claim table: threads cannot die on their
 //! own, and every handle closes on drop (even when its thread unwinds). The loom models
-//! check the registry and crash recovery on a heap ring that has both (`model`, with a model
-//! of the registry in `sync::registry`).
+//! check the registry and crash recovery on a heap ring that has both (`model`, whose
+//! registry, `shm::ModelRegistry`, runs the registry protocol of shared rings).
 
 mod detached;
 pub(crate) mod evented;

@@ -3,8 +3,8 @@
 //! code (attach, the side close of the last endpoint, reaping, finishing abandoned slots)
 //! runs against loom's atomics. Not part of the API: it may change or go at any time.
 //!
-//! Its registry is a model of the shared one (`sync::registry`): the same entries and
-//! protocol, with the OFD lock that tells a live endpoint from a dead one replaced by a word
+//! Its registry (`shm::ModelRegistry`) runs the registry protocol of shared rings on the
+//! same entries, with the OFD lock that tells a live endpoint from a dead one replaced by a word
 //! that a model thread can let go of to play the death of a process ([`Peers::kill_sender`],
 //! [`Peers::kill_receiver`]). Its handles are the ring's own [`Sender`] and [`Receiver`],
 //! taking the code paths of a shared ring's handles.
@@ -13,7 +13,8 @@ use super::handle::{Handle, attach};
 use super::ring::{Ring, Role, on_heap_registered};
 use super::{Config, Receiver, Sender};
 use crate::error::OpenError;
-use crate::sync::registry::ModelRegistry;
+use crate::shm::ModelRegistry;
+use crate::storage::Registry;
 
 /// Creates an in-process MPMC ring whose endpoint registry has `entries` entries (replacing
 /// [`Config::endpoints`]), with one sender and one receiver attached (entries 0 and 1), and
@@ -119,6 +120,24 @@ impl Peers {
     pub fn kill_receiver(&self, rx: Receiver) {
         self.kill(&rx.h);
         std::mem::forget(rx);
+    }
+
+    /// What a scan of the registry sees now, entry by entry, as the ring's own scans do
+    /// (closing a side, looking for the other side's live endpoints): the role of each entry
+    /// that is attached (`"sender"`, `"receiver"`, or `"unknown"` for a code that is
+    /// neither), `None` for one that is not.
+    pub fn attached_roles(&self) -> Vec<Option<&'static str>> {
+        (0..self.ring.registry_len)
+            .map(|i| {
+                self.registry
+                    .attached_role(i)
+                    .map(|code| match Role::from_code(code) {
+                        Some(Role::Sender) => "sender",
+                        Some(Role::Receiver) => "receiver",
+                        None => "unknown",
+                    })
+            })
+            .collect()
     }
 
     fn kill(&self, h: &Handle) {

@@ -339,8 +339,12 @@ impl Receiver {
         }
         let ring = &self.h.ring;
         let ctrl = ring.ctrl();
-        // SYNC POINT: Acquire, as in `try_take`.
-        let h = ctrl.head.head.load(Ordering::Acquire);
+        // Relaxed: `h` only names the position to try. The take goes ahead only if that
+        // slot's `seq` is exactly `h + 1` (Acquire, below) and the compare-exchange from `h`
+        // wins, which it does only while `h` is the latest `head`; a stale `h` (whose slot
+        // may show a later lap) goes to `try_take`, whose loads of `head` are Acquire and
+        // which alone reports corruption.
+        let h = ctrl.head.head.load(Ordering::Relaxed);
         if h >= MAX_INDEX {
             return None;
         }
@@ -356,11 +360,12 @@ impl Receiver {
             return None;
         }
         self.h.record(h, TAG_RECV);
-        // SYNC POINT: AcqRel, as in `try_take`.
+        // SYNC POINT: AcqRel, as in `try_take`. A lost race goes to `try_take`, so the value
+        // read on failure is not used: Relaxed.
         if ctrl
             .head
             .head
-            .compare_exchange(h, h + 1, claim_order(), Ordering::Acquire)
+            .compare_exchange(h, h + 1, claim_order(), Ordering::Relaxed)
             .is_err()
         {
             return None;
@@ -443,9 +448,13 @@ impl Receiver {
                     continue;
                 }
                 if s & SKIP != 0 {
-                    // Nothing in it: release it and look further.
+                    // Nothing in it: release it and look further. (Acquire, as every load of
+                    // `head` here: loom model `receiver_sees_the_lap_behind_head_after_a_skip`.)
                     self.release(h);
-                    h = ctrl.head.head.load(Ordering::Acquire);
+                    h = ctrl.head.head.load(weaken(
+                        cfg!(shmring_mutant = "mpmc_relaxed_skip_head"),
+                        Ordering::Acquire,
+                    ));
                     continue;
                 }
                 let len = meta.len.load(Ordering::Relaxed);
@@ -481,8 +490,12 @@ impl Receiver {
             }
             if sm > h + 1 {
                 // Another receiver took `h` already; its `head` store happened before the
-                // `seq` we saw, so a reload shows a newer head.
-                let now = ctrl.head.head.load(Ordering::Acquire);
+                // `seq` we saw, so a reload shows a newer head. (Acquire, as every load of
+                // `head` here: loom model `receiver_sees_the_lap_behind_head_after_a_skip`.)
+                let now = ctrl.head.head.load(weaken(
+                    cfg!(shmring_mutant = "mpmc_relaxed_head_reload"),
+                    Ordering::Acquire,
+                ));
                 if now != h {
                     h = now;
                     continue;
@@ -517,9 +530,13 @@ impl Receiver {
             }
             let ring = &self.h.ring;
             let ctrl = ring.ctrl();
-            // SYNC POINT: Acquire pairs with the senders' Release compare-exchanges of `tail`.
-            let t = ctrl.tail.tail.load(Ordering::Acquire);
-            let h = ctrl.head.head.load(Ordering::Acquire);
+            // Relaxed, both: `peers_closed` read the side's CLOSED with Acquire, which pairs
+            // with the Release that closed it, so every claim of every sender happens before
+            // this point and `tail` reads as final. `head <= tail` then holds for any `head`
+            // read, and `head >= tail - slots` too: the claimer of `tail - 1` saw its slot
+            // released (Acquire) by the receiver that had moved `head` past `tail - slots`.
+            let t = ctrl.tail.tail.load(Ordering::Relaxed);
+            let h = ctrl.head.head.load(Ordering::Relaxed);
             if t == h {
                 return Err(NoSlot::Disconnected);
             }
@@ -534,15 +551,20 @@ impl Receiver {
                     .corrupt(Corruption::new("tail more than a ring ahead of head", t));
                 return Err(NoSlot::Corrupted(c));
             }
-            // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
+            // Relaxed: the skip mark hands nothing over. No sender will write this slot again
+            // (the side is closed for good), and a receiver that takes the position reads
+            // nothing of it. On failure: the claimer of `h` saw `seq == h` before its claim,
+            // which happens before this point, so the value read is `h` or later; one at or
+            // below `h` that is not `h` is a forgery, and then what this reads only decides
+            // whether to report it.
             match ring.meta(h).seq.compare_exchange(
                 h,
                 (h + 1) | SKIP,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
             ) {
                 Ok(_) => ring.ctrl().wait.readable.notify(&ring.storage),
-                Err(cur) if cur & !SKIP <= h && ctrl.head.head.load(Ordering::Acquire) == h => {
+                Err(cur) if cur & !SKIP <= h && ctrl.head.head.load(Ordering::Relaxed) == h => {
                     // Claimed (t > h) yet neither published nor free for its sender.
                     let c = self.h.corrupt(Corruption::new(
                         "slot sequence out of range for the head",

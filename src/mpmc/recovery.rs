@@ -40,13 +40,14 @@ pub(super) fn close_side_if_last(ring: &Ring, role: Role) {
         // side (`poll_msg`, `try_claim`): every closed endpoint's writes (seen through the
         // Acquire scan above) happen before the side reads as closed. The fence above does
         // not pass them on: it comes before the scan (loom model
-        // `senders_close_on_two_threads_while_receiver_polls`).
+        // `senders_close_on_two_threads_while_receiver_polls`). On failure the loop loads the
+        // word again with Acquire, so the value read here is not used: Relaxed.
         let order = weaken(
             cfg!(shmring_mutant = "mpmc_relaxed_side_close"),
             Ordering::AcqRel,
         );
         if side
-            .compare_exchange(w, w | CLOSED, order, Ordering::Acquire)
+            .compare_exchange(w, w | CLOSED, order, Ordering::Relaxed)
             .is_ok()
         {
             role.peers_wait(ctrl).notify_closed(&ring.storage);
@@ -89,8 +90,10 @@ pub(super) fn side_gone(ring: &Ring, role: Role) -> bool {
         }
     }
     close_side_if_last(ring, role);
-    // SYNC POINT: Acquire pairs with the Release that closed the side.
-    role.side(ring.ctrl()).load(Ordering::Acquire) & CLOSED != 0
+    // Relaxed: the answer is only for `is_disconnected`, which says nothing of what the ring
+    // holds; every call that acts on a closed side reads the word again with Acquire
+    // (`Handle::peers_closed`).
+    role.side(ring.ctrl()).load(Ordering::Relaxed) & CLOSED != 0
 }
 
 /// Whether an endpoint that is still alive recorded a claim on `pos` (with `tag`): the
@@ -106,7 +109,8 @@ pub(super) fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
     (0..ring.registry_len).any(|i| {
         // SYNC POINT: Acquire pairs with the Release stores of claim records in
         // `Handle::record`: seeing a later record of the claimer means seeing the slot it
-        // finished before (then the recovering compare-exchange fails).
+        // finished before (then the recovering compare-exchange fails). (In loom a
+        // compare-exchange reads the store that ran last, so no model misses this.)
         ring.claim_line(i)
             .is_some_and(|rec| rec.load(Ordering::Acquire) == target)
             // Only an attached endpoint claims slots: an entry mid-attach (perhaps forever,
@@ -122,14 +126,18 @@ pub(super) fn claimer_alive(ring: &Ring, pos: u64, tag: u64) -> bool {
 pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
     let ctrl = ring.ctrl();
     let mut done = false;
-    // SYNC POINT: Acquire on `head`/`tail` pairs with the claimers' Release
-    // compare-exchanges: their claim records (stored before) are visible.
+    // SYNC POINT: Acquire on `tail` pairs with the claimers' Release compare-exchanges:
+    // their claim records (stored before) are visible.
     // `tail` first: a sender claims `p` only once the slot's previous lap `p - slots` was
     // released, so `tail <= head + slots` at every moment, and `head` (which only grows)
-    // read afterwards is at least what it was then. More than that is a peer's forgery,
-    // which the loops below must not walk one position at a time.
+    // read afterwards is at least what it was then (the claimer of `t - 1` saw that release
+    // with Acquire, and we see its claim). More than that is a peer's forgery, which the
+    // loops below must not walk one position at a time. `head` itself is Relaxed: it only
+    // names the position to look at, and the compare-exchanges below act only on the very
+    // `seq` they saw, each after its claimer was found gone (whose last writes the
+    // registry's reads pass on: its token's probe, its closed entry, its later record).
     let t = ctrl.tail.tail.load(Ordering::Acquire);
-    let h = ctrl.head.head.load(Ordering::Acquire);
+    let h = ctrl.head.head.load(Ordering::Relaxed);
     if h >= MAX_INDEX || t >= MAX_INDEX {
         return Err(Corruption::new("ring index out of range", h.max(t)));
     }
@@ -138,14 +146,21 @@ pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
     }
     // A sender that claimed `head` and never published it (`t > h`: the claim happened
     // before we read `tail`, and `seq` read afterwards still says unpublished).
+    // Relaxed load of `seq`: it only spares the registry scan when the slot is not at `h`;
+    // the compare-exchange decides.
     let meta = ring.meta(h);
     if t > h
-        && meta.seq.load(Ordering::Acquire) == h
+        && meta.seq.load(Ordering::Relaxed) == h
         && !claimer_alive(ring, h, TAG_SEND)
-        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
+        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`: the dead
+        // claimer's writes to the slot (seen through `claimer_alive`) happen before the
+        // receiver that skips the position releases it to the sender of the next lap.
+        // Nothing is acquired: the value replaced was read by the claimer before its claim.
+        // (The fences of `check_peers` release what this thread's own probes saw; this
+        // Release is for a claimer another thread reaped. No loom model has that case.)
         && meta
             .seq
-            .compare_exchange(h, (h + 1) | SKIP, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(h, (h + 1) | SKIP, Ordering::Release, Ordering::Relaxed)
             .is_ok()
     {
         ctrl.wait.readable.notify(&ring.storage);
@@ -159,10 +174,14 @@ pub(super) fn recover_abandoned(ring: &Ring) -> Result<bool, Corruption> {
         if s & !SKIP == prev + 1
             && ctrl.head.head.load(Ordering::Acquire) > prev
             && !claimer_alive(ring, prev, TAG_RECV)
-            // SYNC POINT: Release pairs with the senders' Acquire load of `seq`.
+            // SYNC POINT: Release pairs with the senders' Acquire load of `seq`: the dead
+            // receiver's reads of the message (seen through `claimer_alive`) happen before
+            // the sender of the next lap writes the slot. Nothing is acquired: the message's
+            // sender is ordered before the dead receiver, and so before us. (As for the skip
+            // mark above, no loom model has the case that needs it.)
             && meta
                 .seq
-                .compare_exchange(s, t, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(s, t, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
         {
             ctrl.wait.writable.notify(&ring.storage);

@@ -10,11 +10,10 @@ use crate::geometry::{
     Geometry, MAX_ENDPOINTS, MIN_SLOT_SIZE, MPMC_CLAIMS_SIZE, MPMC_CONTROL_SIZE, MpmcRules,
     SLOT_HEADER,
 };
-use crate::shm::{self, Mapped};
+use crate::shm::{self, Mapped, ModelRegistry};
 use crate::storage::{Presence, ROLE_CONSUMER, ROLE_PRODUCER, Registry, Storage};
 use crate::sync::heap::HeapRing;
 use crate::sync::region::Region;
-use crate::sync::registry::ModelRegistry;
 use crate::sync::waiter::EventCount;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 

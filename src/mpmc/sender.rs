@@ -358,8 +358,12 @@ impl Sender {
         }
         let ring = &self.h.ring;
         let ctrl = ring.ctrl();
-        // SYNC POINT: Acquire, as in `try_claim`.
-        let t = ctrl.tail.tail.load(Ordering::Acquire);
+        // Relaxed: `t` only names the position to try. The claim goes ahead only if that
+        // slot's `seq` is exactly `t` (Acquire, below) and the compare-exchange from `t`
+        // wins, which it does only while `t` is the latest `tail`; a stale `t` (whose slot
+        // may show a later lap) goes to `try_claim`, whose loads of `tail` are Acquire and
+        // which alone reports corruption.
+        let t = ctrl.tail.tail.load(Ordering::Relaxed);
         // SYNC POINT: Acquire pairs with the Release store of `seq` by the receiver that
         // released the slot, as in `try_claim`. Any `t` is masked to a slot; a `t` out of
         // range is left to `try_claim` to report.
@@ -367,10 +371,11 @@ impl Sender {
             return None;
         }
         self.h.record(t, TAG_SEND);
-        // SYNC POINT: AcqRel, as in `try_claim`.
+        // SYNC POINT: AcqRel, as in `try_claim`. A lost race goes to `try_claim`, so the
+        // value read on failure is not used: Relaxed.
         ctrl.tail
             .tail
-            .compare_exchange(t, t + 1, claim_order(), Ordering::Acquire)
+            .compare_exchange(t, t + 1, claim_order(), Ordering::Relaxed)
             .ok()?;
         // A refusal is recorded as corruption; `try_claim` reports it.
         self.h.lend(t).ok().map(|()| t)
@@ -601,10 +606,15 @@ impl Sender {
         let ring = &self.h.ring;
         // Before the hand-over, as in `publish`.
         self.h.give_back(pos);
-        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`.
-        ring.meta(pos)
-            .seq
-            .store((pos + 1) | SKIP, Ordering::Release);
+        // SYNC POINT: Release pairs with the receivers' Acquire load of `seq`: what the grant
+        // wrote into the slot happens before the receiver that skips the position releases
+        // it to the sender of the next lap (loom model
+        // `dropped_grant_slot_is_rewritten_by_another_thread`).
+        let order = weaken(
+            cfg!(shmring_mutant = "mpmc_relaxed_abandon"),
+            Ordering::Release,
+        );
+        ring.meta(pos).seq.store((pos + 1) | SKIP, order);
         ring.ctrl().wait.readable.notify(&ring.storage);
     }
 

@@ -8,8 +8,8 @@
 //! be placed in plain bytes. This is the only file that builds heap rings, so the ring files
 //! do not know about either difference.
 //!
-//! A heap ring may also have an endpoint registry ([`ModelRegistry`]) and a claim table, as a
-//! shared ring has ([`HeapRing::build_registered`]): that is how the loom models reach the
+//! A heap ring may also have an endpoint registry (`shm::ModelRegistry`) and a claim table,
+//! as a shared ring has ([`HeapRing::build_registered`]): that is how the loom models reach the
 //! registry and crash-recovery code of MPMC rings. The rings of `channel()` have neither.
 
 use std::fmt;
@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use super::doorbell::HeapBell;
 use super::region::Region;
-use super::registry::ModelRegistry;
 use crate::storage::{Backing, Registry, Storage};
 
 /// Zeroed heap memory for the data region of an in-process ring, aligned as a shared mapping's
@@ -60,7 +59,7 @@ pub(crate) struct HeapRing<C, M = (), K = ()> {
     ctrl: Box<C>,
     data: HeapBytes,
     data_len: usize,
-    registry: Option<ModelRegistry>,
+    registry: Option<Box<dyn Registry + Send + Sync>>,
     claims: Box<[K]>,
     /// The doorbell for ends parked in an event loop (see `doorbell`).
     bell: Arc<HeapBell>,
@@ -77,7 +76,7 @@ impl<C, M, K> fmt::Debug for HeapRing<C, M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeapRing")
             .field("bytes", &self.data_len)
-            .field("registry", &self.registry)
+            .field("registry", &self.registry.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +95,7 @@ where
     K: Send + Sync + 'static,
 {
     fn registry(&self) -> Option<&dyn Registry> {
-        self.registry.as_ref().map(|r| r as &dyn Registry)
+        self.registry.as_deref().map(|r| r as &dyn Registry)
     }
 
     fn bell(&self) -> Option<&Arc<HeapBell>> {
@@ -146,9 +145,10 @@ where
         slots: usize,
         stride: usize,
         meta: impl Fn(usize) -> M,
-        registry: ModelRegistry,
+        registry: impl Registry + Send + Sync + 'static,
         claims: impl IntoIterator<Item = K>,
     ) -> HeapParts<C, K> {
+        let registry: Box<dyn Registry + Send + Sync> = Box::new(registry);
         HeapRing::<C, M, K>::alloc(ctrl, data_len, slots, stride, meta, Some(registry), claims)
     }
 
@@ -158,7 +158,7 @@ where
         slots: usize,
         stride: usize,
         meta: impl Fn(usize) -> M,
-        registry: Option<ModelRegistry>,
+        registry: Option<Box<dyn Registry + Send + Sync>>,
         claims: impl IntoIterator<Item = K>,
     ) -> HeapParts<C, K> {
         const { assert!(!std::mem::needs_drop::<M>() && std::mem::align_of::<M>() <= 128) };

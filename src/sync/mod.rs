@@ -11,7 +11,6 @@ pub(crate) mod doorbell;
 pub(crate) mod futex;
 pub(crate) mod heap;
 pub(crate) mod region;
-pub(crate) mod registry;
 pub(crate) mod time;
 pub(crate) mod waiter;
 
