@@ -167,10 +167,13 @@ mod tests {
     #[test]
     fn indices_near_the_top_wrap_cleanly() {
         let config = Config::default().capacity_bytes(64);
-        let (p, c) = Ring::on_heap(&config).unwrap();
+        let (mut p, mut c) = Ring::on_heap(&config).unwrap();
         let start = u64::MAX - 31;
         p.ctrl().producer.tail.store(start, Ordering::Relaxed);
         p.ctrl().consumer.head.store(start, Ordering::Relaxed);
+        // What an opener reads from the control block, once.
+        p.start = (start, start);
+        c.start = (start, start);
         let mut tx = Producer::new(p, config.wait_strategy, None);
         let mut rx = Consumer::new(c, config.wait_strategy, None);
         for i in 0u8..20 {
