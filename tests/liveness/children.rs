@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::common::procs;
 use super::ends::{Kind, PeerEnd, Rx, Tx, msg, spsc_config};
 use super::{CHILD_LIFETIME, FORK_COUNT, PATIENCE, SLOW_COUNT, SLOW_GAP, TOTAL};
-use shmring::spsc;
+use shmring::{SendTimeoutError, spsc};
 
 /// The peer of the pid-namespace tests: one thread per ring. In kill mode each thread does
 /// the first exchange and waits to be killed; otherwise it waits for `GO <index>` on stdin,
@@ -115,9 +115,9 @@ pub(crate) fn zombie_leader(rings: Vec<(Kind, PeerEnd, String)>) {
 }
 
 /// Attaches a sender, sends message 0, forks, reports the forked child's pid and waits for
-/// `EXIT` on stdin. `keep`: exits without closing (the forked child sends with the inherited
-/// handle once this process is gone); otherwise closes its handle first, says `CLOSED`, and
-/// the forked child only waits to be killed.
+/// `EXIT` on stdin. `keep`: exits without closing (the forked child keeps the inherited
+/// handle, which may not send, once this process is gone); otherwise closes its handle
+/// first, says `CLOSED`, and the forked child only waits to be killed.
 pub(crate) fn fork_peer(rings: Vec<(Kind, PeerEnd, String)>, keep: bool) {
     let (kind, _, name) = &rings[0];
     let mut tx = Tx::open(*kind, name);
@@ -147,9 +147,10 @@ pub(crate) fn fork_peer(rings: Vec<(Kind, PeerEnd, String)>, keep: bool) {
 }
 
 /// The forked child of [`fork_peer`]. `keep`: waits until the parent is gone (end of file on
-/// the pipe whose write end only the parent holds), sends `later` with the inherited
-/// handle, waits for the end of its input (the stdin inherited from the parent), drops the
-/// handle (which closes nothing: this process did not attach it) and exits. Otherwise it
+/// the pipe whose write end only the parent holds), tries to send `later` with the inherited
+/// handle (each must fail: the copy is not this process's endpoint; exit status 3 if one
+/// does not), waits for the end of its input (the stdin inherited from the parent), drops
+/// the handle (which closes nothing: this process did not attach it) and exits. Otherwise it
 /// waits to be killed.
 fn forked_child(
     tx: Tx,
@@ -172,9 +173,10 @@ fn forked_child(
     let mut tx = tx;
     for m in later {
         std::thread::sleep(FORK_GAP);
-        if tx.send_timeout(m, PATIENCE).is_err() {
+        match tx.send_timeout(m, PATIENCE) {
+            Err(SendTimeoutError::Corrupted { what, .. }) if what.is_inherited() => {}
             // SAFETY: ends this process without running anything of the parent's.
-            unsafe { libc::_exit(3) };
+            _ => unsafe { libc::_exit(3) },
         }
     }
     // SAFETY: fd 0 is this process's stdin, open for the duration of the call.
