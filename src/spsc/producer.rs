@@ -54,13 +54,18 @@ pub(super) enum NoSpace {
     Corrupted(Corruption),
 }
 
-/// Spin-loop hints between two looks at the consumer's `head` while waiting for room (a
-/// fraction of a microsecond; see `claim_slow`).
-const ROOM_POLL_PAUSE: u32 = 16;
+/// How long a producer waiting for room spins between two looks at the consumer's `head`
+/// (see `claim_slow`).
+const ROOM_POLL_EVERY: Duration = Duration::from_micros(5);
 
-/// Bytes a waiting producer leaves between itself and a consumer that is still releasing
-/// (at most an eighth of the ring; see `Producer::keeps_distance`).
+/// Bytes a waiting producer waits for between itself and a consumer that is still releasing
+/// before it resumes (at most an eighth of the ring; see `Producer::keeps_distance`).
 const ROOM_DISTANCE: u64 = 4096;
+
+/// Bytes a blocking claim leaves free behind it, as far as it knows, while the consumer
+/// hands over every release at once: two cache lines, so that it never writes the line the
+/// consumer is reading (see `Producer::keeps_distance`).
+const ROOM_NEAR: u64 = 128;
 
 /// The sending end of an SPSC ring.
 ///
@@ -543,31 +548,38 @@ impl Producer {
     pub(super) fn claim(&mut self, len: usize, deadline: Deadline) -> Result<Claim, ClaimError> {
         let len = self.check_size(len)?;
         let first = match self.try_claim(len) {
-            Ok(c) => return Ok(c),
-            Err(NoSpace::Full) => deadline,
+            Ok(c) if self.keeps_distance(c, ROOM_NEAR) => return Ok(c),
+            // Room, but up to the line the consumer may be reading: see `claim_slow`.
+            Ok(_) | Err(NoSpace::Full) => deadline,
             Err(NoSpace::Disconnected) => return Err(ClaimError::Disconnected),
             Err(NoSpace::Corrupted(c)) => return Err(ClaimError::Corrupted(c)),
         };
         self.claim_slow(len, first)
     }
 
-    /// Whether `claim` leaves the producer a stretch of the ring behind the consumer (as
-    /// far as our cached `head` says), or the consumer is not handing room over at once
-    /// anyway (`room_wanted` is down). When the ring is nearly full the consumer stores
-    /// `head` on every release; a producer that took each released record at once would
-    /// write the cache lines the consumer is reading, message after message, and both would
-    /// crawl. Only the blocking calls keep the distance, only once they found the ring full,
-    /// and only while the consumer keeps releasing (see `claim_slow`); they then resume
-    /// with a stretch of room, which they fill before they look again. `Block` waiters do
-    /// not: they have no spinning phase to wait in.
+    /// Whether `claim` leaves `gap` bytes free between the producer and the consumer (as far
+    /// as our cached `head` says), or the consumer is not handing room over at once anyway
+    /// (`room_wanted` is down: it then releases a quarter ring at a time).
+    ///
+    /// While the ring is nearly full the consumer stores `head` on every release. A producer
+    /// that took each released record at once would write the cache line the consumer is
+    /// reading (small records share lines), message after message, and both would crawl.
+    /// So a blocking claim takes room only up to two lines short of the consumer
+    /// ([`ROOM_NEAR`]); short of that it waits in `claim_slow` until a stretch of the ring
+    /// ([`ROOM_DISTANCE`]) is free, or the consumer stops releasing, or it is about to sleep,
+    /// and then fills that stretch without looking again. The non-blocking calls take any
+    /// room there is. `Block` waiters do not keep the distance: they have no spinning phase
+    /// to wait in.
     #[inline]
-    fn keeps_distance(&self, claim: Claim) -> bool {
+    fn keeps_distance(&self, claim: Claim, gap: u64) -> bool {
         let cap = self.ring.capacity;
         let after = self
             .tail
             .wrapping_sub(self.head_cache)
             .saturating_add(claim.need());
-        !self.wants_room || after.saturating_add(ROOM_DISTANCE.min(cap / 8)) <= cap
+        !self.wants_room
+            || self.ep.strategy == WaitStrategy::Block
+            || after.saturating_add(gap.min(cap / 8)) <= cap
     }
 
     #[cold]
@@ -583,6 +595,7 @@ impl Producer {
         let mut spin = self.ep.spin;
         // Copied out (and back) so the liveness lookups stay throttled across calls.
         let mut throttle = self.ep.throttle;
+        let mut first = true;
         let result = writable.wait_choosy(
             strategy,
             deadline,
@@ -591,10 +604,14 @@ impl Producer {
             |settle| {
                 // While we ask for room the consumer stores `head` on every release; a poll
                 // that reloads it between each two of them would take its line from the
-                // consumer every message. Polling a little less tightly lets it release
-                // several per look (and us take them as one), a fraction of a microsecond
-                // later.
-                crate::sync::pause(ROOM_POLL_PAUSE);
+                // consumer every message, and a busy consumer would crawl (measured: a third
+                // of its speed at 8-byte messages). Looking every five microseconds lets it
+                // release many per look, and a consumer that stopped is still found out
+                // within two looks.
+                if !first {
+                    crate::sync::pause_for(ROOM_POLL_EVERY);
+                }
+                first = false;
                 let last = self.head_cache;
                 match self.usable().and_then(|()| self.claim_space(len, true)) {
                     // Room, and either a stretch of the ring to spare behind the consumer,
@@ -604,8 +621,7 @@ impl Producer {
                     // message.
                     Ok(c)
                         if settle
-                            || strategy == WaitStrategy::Block
-                            || self.keeps_distance(c)
+                            || self.keeps_distance(c, ROOM_DISTANCE)
                             || self.head_cache == last =>
                     {
                         Poll::Ready(Ok(c))

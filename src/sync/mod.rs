@@ -43,16 +43,24 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
-/// `n` CPU pauses, to poll a word a little less tightly than a bare spin loop; nothing under
-/// loom (where a pause adds only states).
+/// Spins (CPU pauses) for about `d`, to poll a word less tightly than a bare spin loop does;
+/// nothing under loom (where a pause adds only states, and there is no clock).
 #[inline]
-pub(crate) fn pause(n: u32) {
+pub(crate) fn pause_for(d: std::time::Duration) {
     #[cfg(not(loom))]
-    for _ in 0..n {
-        std::hint::spin_loop();
+    {
+        let until = std::time::Instant::now() + d;
+        loop {
+            for _ in 0..8 {
+                std::hint::spin_loop();
+            }
+            if std::time::Instant::now() >= until {
+                break;
+            }
+        }
     }
     #[cfg(loom)]
-    let _ = n;
+    let _ = d;
 }
 
 /// Hint used inside pure spin loops: a CPU pause normally, a scheduler yield under loom (so the
