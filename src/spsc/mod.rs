@@ -36,6 +36,15 @@
 //! store, at the end of a `drain`, and whenever it finds the ring empty, so that a producer
 //! waiting for room is never kept waiting by a consumer with nothing left to read. The
 //! consumer's line therefore moves to the producer a few times per lap, not per message.
+//! Except while the producer asks for room (layout version 4): once a fresh look at `head`
+//! shows the ring within a quarter of full, the producer raises `room_wanted` (a word of the
+//! rarely written line), and while it is up the consumer stores `head` on every release, so a
+//! producer blocked on a full ring gets the room of a single message that a consumer dropped
+//! before it stopped reading (the io_uring need-wakeup pattern: the waiting side announces
+//! itself, the other side publishes eagerly only when it sees the announcement). A producer
+//! that waits keeps its distance from a consumer that is still releasing (it looks every
+//! 5 µs and resumes with 4 KiB of room), so that the two do not share cache lines message
+//! after message.
 //!
 //! Indices count modulo 2^64: every comparison is on a wrapping difference (`tail - head`,
 //! the distance an index moved), never on the raw values, so a ring whose indices start near
