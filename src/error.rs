@@ -94,6 +94,7 @@ impl Corruption {
     ///     }
     ///     let rx = shmring::spsc::Consumer::from_fd(fd)?; // the child's own endpoint
     ///     # drop(rx);
+    ///     # // SAFETY: ends the forked child without running the parent's exit handlers.
     ///     # unsafe { libc::_exit(0) };
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -48,6 +48,7 @@ fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
             // SAFETY: plain system calls in the forked child, which ends with `_exit`.
             unsafe { libc::alarm(20) };
             let code = f();
+            // SAFETY: ends the forked child without running the parent's exit handlers.
             unsafe { libc::_exit(code) }
         }
         pid => pid,
