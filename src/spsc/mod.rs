@@ -73,10 +73,13 @@
 //!
 //! `ring` holds the control block, the record format and how a ring is built; `producer` and
 //! `consumer` the two handles, their half of the algorithm and what they lend out (messages
-//! and iterators); `grant` the producer's in-place writing (grants and batches); `bulk` the
-//! calls that move many messages at once (`send_many`, `drain`, `recv_many`).
+//! and iterators); `claim` the producer's claim of room (the checks of the consumer's index,
+//! `room_wanted`, the waiting); `grant` the producer's in-place writing (grants and
+//! batches); `bulk` the calls that move many messages at once (`send_many`, `drain`,
+//! `recv_many`).
 
 mod bulk;
+mod claim;
 mod consumer;
 pub(crate) mod evented;
 mod grant;
