@@ -16,6 +16,49 @@ pub(crate) mod waiter;
 
 pub(crate) use time::{Deadline, Throttle};
 
+/// Items compiled only for event loops: with the `tokio` feature, and not in a model-checking
+/// build (loom has no file descriptors to poll). The one place outside this module that would
+/// otherwise name loom: `cfg_tokio! { mod hub; }`.
+#[allow(unused_macros)]
+macro_rules! cfg_tokio {
+    ($($item:item)*) => {
+        $(
+            #[cfg(all(feature = "tokio", not(loom)))]
+            #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+            $item
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use cfg_tokio;
+
+/// Items compiled only outside model-checking builds (`cfg_real! { ... }`): what needs real
+/// memory, file descriptors or a clock.
+#[allow(unused_macros)]
+macro_rules! cfg_real {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(loom))]
+            $item
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use cfg_real;
+
+/// Items compiled only for the model checker and the crate's own unit tests (`cfg_model! { ... }`).
+#[allow(unused_macros)]
+macro_rules! cfg_model {
+    ($($item:item)*) => {
+        $(
+            #[cfg(any(loom, test))]
+            $item
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use cfg_model;
+
 /// Whether this build is a loom model-checking build (`--cfg loom`). Shared-memory rings
 /// refuse to be created in one: loom's atomics cannot live in a mapping.
 pub(crate) const MODEL_CHECKING: bool = cfg!(loom);
