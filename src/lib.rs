@@ -65,6 +65,7 @@ mod config;
 mod endpoint;
 mod error;
 mod geometry;
+mod mutant;
 mod shm;
 mod storage;
 mod sync;
